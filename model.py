@@ -1,0 +1,184 @@
+"""The model class Label Studio's ML protocol calls: ``setup``, ``predict``, ``fit``.
+
+The data path, top to bottom: request -> tasks -> image URLs -> pixels
+(``media``) -> detections (``detector``) -> Label Studio results (``convert``).
+Which controls to fill and how classes map to labels comes from ``label_config``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from yolo_backend import convert, label_config
+from yolo_backend.config import Settings
+from yolo_backend.errors import BackendError, BadRequest, MediaError
+from yolo_backend.ls_auth import LabelStudioAuth
+from yolo_backend.media import DiskCache, LoadedImage, MediaFetcher, url_host
+from yolo_backend.metrics import Metrics
+from yolo_backend.model_store import ModelStore, ServedModel
+
+log = logging.getLogger("yolo_backend.model")
+
+TRAINING_EVENTS = ("START_TRAINING", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
+                   "PROJECT_UPDATED")
+
+
+class Trainer(Protocol):
+    """What ``fit`` hands events to; the training package provides the real one."""
+
+    def handle(self, event: str, project_id: str) -> dict[str, Any]: ...
+
+    def status(self, project_id: str) -> dict[str, Any]: ...
+
+
+class NoTraining:
+    """Training not configured: events are acknowledged and dropped."""
+
+    def handle(self, event: str, project_id: str) -> dict[str, Any]:
+        return {"status": "ignored", "reason": "training is not enabled in this service"}
+
+    def status(self, project_id: str) -> dict[str, Any]:
+        return {"project": project_id, "state": "disabled"}
+
+
+def project_id(project: Any) -> str | None:
+    """Label Studio sends ``"<id>.<created ts>"`` in predict/setup and ``{"id": ...}`` in events."""
+    if isinstance(project, dict):
+        project = project.get("id")
+    if project is None or project == "":
+        return None
+    return str(project).split(".")[0]
+
+
+@dataclass
+class _Job:
+    """One (task, control) pair awaiting detections."""
+
+    task_index: int
+    spec: label_config.ControlSpec
+    image: LoadedImage
+
+
+class YOLOBackend:
+    """Ties label config, media, models and conversion together; one per process."""
+
+    def __init__(self, settings: Settings, store: ModelStore | None = None, metrics: Metrics | None = None,
+                 trainer: Trainer | None = None, media: MediaFetcher | None = None) -> None:
+        self.settings = settings
+        self.store = store or ModelStore(settings)
+        self.metrics = metrics or Metrics()
+        self.trainer: Trainer = trainer or NoTraining()
+        auth = LabelStudioAuth(settings.label_studio_url, settings.label_studio_api_key, settings.http_timeout)
+        self.media = media or MediaFetcher(
+            auth, DiskCache(settings.cache_dir, settings.cache_max_mb * 2**20),
+            local_root=settings.local_files_document_root, timeout=settings.http_timeout,
+            max_pixels=settings.max_image_pixels,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=settings.fetch_workers, thread_name_prefix="fetch")
+
+    # -- setup ----------------------------------------------------------------
+    def setup(self, project: Any, label_config_xml: str) -> dict[str, Any]:
+        """Validate the label config (400 naming what is missing) and tell the served version."""
+        specs = label_config.parse(label_config_xml)
+        pid = project_id(project)
+        served = self._served(specs[0], pid, wait=False)
+        if served is not None and served.detector is not None:
+            for spec in specs:
+                hint = label_config.mismatch_hint(spec, served.detector.names)
+                if hint:
+                    log.warning("project %s: %s", pid, hint)
+        return {"model_version": served.version if served else self.store.base_version}
+
+    def _served(self, spec: label_config.ControlSpec, pid: str | None, wait: bool = True) -> ServedModel | None:
+        if spec.model_path:
+            return self.store.for_control(spec.model_path)
+        if not wait and not self.store._ready.is_set():
+            return None
+        return self.store.for_project(pid)
+
+    # -- predict --------------------------------------------------------------
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
+                project: Any = None, label_config_xml: str = "") -> list[dict[str, Any]]:
+        """One prediction per task, in order; a task whose image fails gets an empty result."""
+        specs = label_config.parse(label_config_xml)
+        pid = project_id(project)
+        models = {spec: self._served(spec, pid) for spec in specs}
+        images, failures = self._fetch_all(tasks, specs)
+        if failures and len(tasks) == 1:
+            raise failures[0]
+        regions: list[list[dict[str, Any]]] = [[] for _ in tasks]
+        versions: list[set[str]] = [set() for _ in tasks]
+        for spec, served in models.items():
+            jobs = [job for job in images if job.spec == spec]
+            for index in range(len(tasks)):
+                versions[index].add(served.version)
+            if served.detector is None or not jobs:
+                continue
+            target = convert.Target(
+                spec.from_name, spec.to_name, spec.kind,
+                labels=label_config.map_classes(spec, served.detector.names),
+                threshold=spec.threshold if spec.threshold is not None else self.settings.model_score_threshold,
+            )
+            if not target.labels:
+                continue
+            started = time.perf_counter()
+            found = served.detector.detect([job.image.pixels for job in jobs], conf=target.threshold)
+            per_image = (time.perf_counter() - started) / len(jobs)
+            for job, detections in zip(jobs, found):
+                self.metrics.inference.observe(per_image)
+                regions[job.task_index] += convert.detections_to_regions(
+                    detections, [target], job.image.width, job.image.height)
+        failed = {id(f.task) for f in failures}  # type: ignore[attr-defined]
+        self.metrics.tasks.labels("failed").inc(len(failed))
+        self.metrics.tasks.labels("ok").inc(len(tasks) - len(failed))
+        return [convert.task_prediction(regions[i], "+".join(sorted(versions[i]))) for i in range(len(tasks))]
+
+    def _fetch_all(self, tasks: list[dict[str, Any]], specs: tuple[label_config.ControlSpec, ...]
+                   ) -> tuple[list[_Job], list[MediaError]]:
+        """Fetch and decode every image concurrently; failures are logged per task, not raised."""
+        futures = []
+        for index, task in enumerate(tasks):
+            if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+                raise BadRequest(f"tasks[{index}] must be an object with a 'data' object")
+            for spec in specs:
+                url = task["data"].get(spec.data_key)
+                futures.append((index, task, spec, url, self._pool.submit(self._load, url, task.get("id"))))
+        jobs: list[_Job] = []
+        failures: list[MediaError] = []
+        for index, task, spec, url, future in futures:
+            try:
+                jobs.append(_Job(index, spec, future.result()))
+            except BackendError as exc:
+                error = exc if isinstance(exc, MediaError) else MediaError(str(exc))
+                error.task = task  # type: ignore[attr-defined]
+                failures.append(error)
+                self.metrics.errors.labels(exc.kind).inc()
+                host = url_host(url) if isinstance(url, str) else "-"
+                log.warning("task %s: image %r from %s failed: %s", task.get("id"), spec.data_key, host, exc)
+        return jobs, failures
+
+    def _load(self, url: Any, task_id: Any) -> LoadedImage:
+        started = time.perf_counter()
+        image = self.media.load(url, task_id)
+        self.metrics.fetch.observe(time.perf_counter() - started)
+        return image
+
+    # -- fit --------------------------------------------------------------------
+    def fit(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Hand a Label Studio event to the trainer; never trains inside the request."""
+        if event not in TRAINING_EVENTS:
+            return {"status": "ignored", "reason": f"event {event!r} is not used by this backend"}
+        pid = project_id(data.get("project"))
+        if pid is None:
+            raise BadRequest(f"{event} event without project id")
+        return self.trainer.handle(event, pid)
+
+    def versions(self, project: Any = None) -> list[str]:
+        return self.store.versions()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,149 @@
+"""Every setting of the service, read once from the environment.
+
+The table in the README is generated from ``SETTINGS`` (``python -m yolo_backend.config``),
+so a new variable is documented by adding it here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: its name, default and why it exists."""
+
+    env: str
+    default: str
+    kind: type
+    why: str
+
+
+SETTINGS: tuple[Var, ...] = (
+    Var("LABEL_STUDIO_URL", "http://localhost:8080", str,
+        "Label Studio base URL: image downloads, presigning, training data."),
+    Var("LABEL_STUDIO_API_KEY", "", str,
+        "Legacy token or personal access token (a PAT is exchanged for short-lived access tokens)."),
+    Var("BASIC_AUTH_USER", "", str,
+        "When set with BASIC_AUTH_PASS, every route but /health and /webhook needs it."),
+    Var("BASIC_AUTH_PASS", "", str, "Password for BASIC_AUTH_USER (compared in constant time)."),
+    Var("MODEL_ROOT", "./models", str, "The only folder checkpoints are loaded from (MODEL_PATH, model_path=)."),
+    Var("MODEL_PATH", "yolov5nu.pt", str,
+        "Base checkpoint, relative to MODEL_ROOT (any Ultralytics detect/segment model)."),
+    Var("MODEL_DIR", "./data/models", str, "Writable state: trained versions, registry, run status, image cache."),
+    Var("MODEL_SCORE_THRESHOLD", "0.5", float,
+        "Regions below this score are dropped (per control: model_score_threshold)."),
+    Var("LOCAL_FILES_DOCUMENT_ROOT", "", str,
+        "Label Studio's local-files root, mounted here: such images are read from disk, not over HTTP."),
+    Var("DEVICE", "auto", str, "auto picks cuda, then mps, then cpu; or name one (cpu, cuda:0)."),
+    Var("IMGSZ", "640", int, "Inference image size."),
+    Var("IOU", "0.45", float, "NMS IoU threshold."),
+    Var("MAX_DET", "300", int, "Most detections per image."),
+    Var("BATCH_SIZE", "0", int, "Images per inference call; 0 = auto (1 on CPU, where batching is slower; 8 on GPU)."),
+    Var("TORCH_THREADS", "0", int, "Torch intra-op threads; 0 = all cores (Ultralytics would leave one idle)."),
+    Var("FETCH_WORKERS", "8", int, "Images of one /predict downloaded or decoded concurrently."),
+    Var("HTTP_TIMEOUT", "15", float, "Seconds before an image download or Label Studio call gives up."),
+    Var("CACHE_MAX_MB", "2048", int, "Size bound of the downloaded-image cache in MODEL_DIR/cache."),
+    Var("MAX_IMAGE_PIXELS", "100000000", int, "Bigger images are refused as decompression bombs."),
+    Var("LOAD_WAIT_SECONDS", "30", float, "How long /predict waits for a loading model before answering 503."),
+    Var("MAX_REQUEST_MB", "64", int, "Request bodies above this are answered 413."),
+    Var("PORT", "9090", int, "Port the server listens on."),
+    Var("WORKERS", "1", int, "gunicorn worker processes (each loads its own model)."),
+    Var("THREADS", "8", int, "Threads per worker; inference is serialised per model, fetching is not."),
+    Var("LOG_LEVEL", "INFO", str, "DEBUG, INFO, WARNING or ERROR."),
+)
+
+
+def _field_name(var: Var) -> str:
+    return var.env.lower()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of ``SETTINGS``; build with ``Settings.from_env()``."""
+
+    label_studio_url: str
+    label_studio_api_key: str
+    basic_auth_user: str
+    basic_auth_pass: str
+    model_root: str
+    model_path: str
+    model_dir: str
+    model_score_threshold: float
+    local_files_document_root: str
+    device: str
+    imgsz: int
+    iou: float
+    max_det: int
+    batch_size: int
+    torch_threads: int
+    fetch_workers: int
+    http_timeout: float
+    cache_max_mb: int
+    max_image_pixels: int
+    load_wait_seconds: float
+    max_request_mb: int
+    port: int
+    workers: int
+    threads: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every variable, failing at start with the variable's name when a value is malformed."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for var in SETTINGS:
+            raw = environ.get(var.env, var.default)
+            try:
+                values[_field_name(var)] = var.kind(raw)
+            except ValueError:
+                raise ValueError(f"{var.env}={raw!r} is not a valid {var.kind.__name__} ({var.why})") from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not 0.0 <= self.model_score_threshold <= 1.0:
+            raise ValueError("MODEL_SCORE_THRESHOLD must be between 0 and 1")
+        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
+            raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
+        if self.imgsz < 32 or self.imgsz % 32:
+            raise ValueError("IMGSZ must be a multiple of 32 (at least 32)")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def model_root_path(self) -> Path:
+        return Path(self.model_root).resolve()
+
+    @property
+    def model_dir_path(self) -> Path:
+        return Path(self.model_dir).resolve()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.model_dir_path / "cache"
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        return (self.basic_auth_user, self.basic_auth_pass) if self.basic_auth_user else None
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    rows = ["| Variable | Default | What it is for |", "|---|---|---|"]
+    for var in SETTINGS:
+        default = f"`{var.default}`" if var.default else "(empty)"
+        rows.append(f"| `{var.env}` | {default} | {var.why} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

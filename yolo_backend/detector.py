@@ -1,0 +1,130 @@
+"""One Ultralytics model, loaded once, safe to call from many threads.
+
+Ultralytics models are not thread-safe, so calls are serialised by a lock; image
+fetching and decoding happen outside it, in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .convert import Detection
+from .errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+ORIGINAL_YOLOV5_HINT = (
+    "{name} looks like a checkpoint of the original YOLOv5 repository (ultralytics/yolov5), which "
+    "Ultralytics 8 cannot load. Retrain it with the `ultralytics` package (`yolo train model=yolov5nu.yaml "
+    "data=...`), start from a YOLOv5u checkpoint such as yolov5nu.pt, or export it to ONNX with the old "
+    "repository's export.py and serve the .onnx file."
+)
+
+
+def pick_device(requested: str = "auto") -> str:
+    """``auto`` prefers cuda, then Apple's mps, then the CPU."""
+    if requested and requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda:0"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def set_torch_threads(threads: int) -> None:
+    """Ultralytics leaves one core idle on import; inference wants them all (0 = all cores)."""
+    import torch
+
+    torch.set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
+
+
+def _load_ultralytics(path: Path):
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(str(path))
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("models", "utils"):
+            raise ModelLoadError(ORIGINAL_YOLOV5_HINT.format(name=path.name)) from None
+        raise ModelLoadError(f"Ultralytics could not load {path.name}: {exc}") from None
+    except Exception as exc:
+        text = str(exc)
+        if "yolov5" in text.lower() and ("not forward compatible" in text or "original" in text):
+            raise ModelLoadError(ORIGINAL_YOLOV5_HINT.format(name=path.name)) from None
+        raise ModelLoadError(f"Ultralytics could not load {path.name}: {type(exc).__name__}: {text[:300]}") from None
+
+
+class Detector:
+    """A loaded checkpoint: ``detect(images)`` returns detections per image, in pixels."""
+
+    def __init__(self, model: object, device: str = "cpu", imgsz: int = 640, iou: float = 0.45,
+                 max_det: int = 300, batch_size: int = 0, name: str = "model") -> None:
+        self.model = model
+        self.device = device
+        self.imgsz = imgsz
+        self.iou = iou
+        self.max_det = max_det
+        self.half = device.startswith("cuda")
+        self.batch_size = batch_size or (8 if self.half else 1)
+        self.name = name
+        self.names: dict[int, str] = {int(k): str(v) for k, v in getattr(model, "names", {}).items()}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path, device: str = "auto", torch_threads: int = 0, **options: object) -> Detector:
+        started = time.perf_counter()
+        model = _load_ultralytics(path)
+        set_torch_threads(torch_threads)  # after the import, which changes it
+        task = getattr(model, "task", "detect")
+        if task not in ("detect", "segment"):
+            raise ModelLoadError(f"{path.name} is a {task!r} model; this backend serves detection or segmentation")
+        detector = cls(model, device=pick_device(device), name=path.name, **options)  # type: ignore[arg-type]
+        detector.warm_up()
+        log.info("loaded %s (%s, %d classes) on %s in %.1f s", path.name, task, len(detector.names),
+                 detector.device, time.perf_counter() - started)
+        return detector
+
+    def warm_up(self) -> None:
+        """The first call pays for lazy initialisation; pay it at load, not in a request."""
+        self.detect([np.zeros((64, 64, 3), dtype=np.uint8)], conf=0.99)
+
+    def detect(self, images: Sequence[np.ndarray], conf: float = 0.25) -> list[list[Detection]]:
+        """Detections for each BGR image, in that image's pixel coordinates."""
+        out: list[list[Detection]] = []
+        for start in range(0, len(images), self.batch_size):
+            batch = list(images[start:start + self.batch_size])
+            options = dict(imgsz=self.imgsz, conf=conf, iou=self.iou, max_det=self.max_det, device=self.device,
+                           verbose=False)
+            if self.half:
+                options["half"] = True
+            with self._lock:
+                results = self.model.predict(source=batch, **options)  # type: ignore[attr-defined]
+            out.extend(_detections(r) for r in results)
+        return out
+
+
+def _detections(result: object) -> list[Detection]:
+    boxes = result.boxes  # type: ignore[attr-defined]
+    if boxes is None or len(boxes) == 0:
+        return []
+    xyxy = boxes.xyxy.cpu().numpy().tolist()
+    scores = boxes.conf.cpu().numpy().tolist()
+    classes = boxes.cls.cpu().numpy().astype(int).tolist()
+    masks = getattr(result, "masks", None)
+    outlines = masks.xy if masks is not None else [None] * len(xyxy)
+    found = []
+    for box, score, cls, outline in zip(xyxy, scores, classes, outlines):
+        polygon = tuple((float(x), float(y)) for x, y in outline) if outline is not None and len(outline) else None
+        found.append(Detection(int(cls), float(score), (box[0], box[1], box[2], box[3]), polygon))
+    return found

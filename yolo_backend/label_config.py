@@ -1,0 +1,143 @@
+"""What a project's label config asks this backend to predict.
+
+Parsed with ``label-studio-sdk``'s ``LabelInterface``. Every ``RectangleLabels`` or
+``PolygonLabels`` control bound to an ``Image`` becomes a ``ControlSpec``; the model's
+class names are matched to its labels by ``map_classes``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Mapping
+
+from label_studio_sdk.label_interface import LabelInterface
+
+from .errors import LabelConfigError
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_CONTROLS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels"}
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """One control this backend predicts for, with its per-control options."""
+
+    from_name: str
+    to_name: str
+    kind: str  # rectanglelabels | polygonlabels
+    data_key: str  # task["data"][data_key] holds the image URL
+    labels: tuple[str, ...]
+    predicted_values: tuple[tuple[str, tuple[str, ...]], ...]  # label -> model class names
+    threshold: float | None  # model_score_threshold, None = the service default
+    model_path: str | None  # model_path, relative to MODEL_ROOT
+
+
+def _attr(tag: object, name: str) -> str | None:
+    attrs = getattr(tag, "attr", None) or {}
+    value = attrs.get(name)
+    if value is None:
+        # LabelInterface lower-cases some attribute names.
+        value = attrs.get(name.lower())
+    return None if value is None else str(value)
+
+
+def _threshold(control: object) -> float | None:
+    raw = _attr(control, "model_score_threshold")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        name = getattr(control, "name", "?")
+        raise LabelConfigError(f'model_score_threshold="{raw}" on control {name!r} is not a number') from None
+    if not 0 <= value <= 1:
+        raise LabelConfigError(f"model_score_threshold on {control.name!r} must be between 0 and 1, got {value}")  # type: ignore[attr-defined]
+    return value
+
+
+def _predicted_values(control: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    pairs = []
+    for label, tag in (getattr(control, "labels_attrs", None) or {}).items():
+        raw = _attr(tag, "predicted_values")
+        if raw:
+            names = tuple(n.strip() for n in raw.split(",") if n.strip())
+            pairs.append((label, names))
+    return tuple(pairs)
+
+
+@functools.lru_cache(maxsize=64)
+def parse(config_xml: str) -> tuple[ControlSpec, ...]:
+    """Every control this backend can predict for, or a LabelConfigError naming what is missing.
+
+    Cached: Label Studio sends the same config with every request.
+    """
+    if not config_xml or not config_xml.strip():
+        raise LabelConfigError("the label config is empty")
+    try:
+        interface = LabelInterface(config_xml)
+    except Exception as exc:  # the SDK raises many kinds on bad XML
+        raise LabelConfigError(f"the label config could not be parsed: {exc}") from None
+    specs: list[ControlSpec] = []
+    seen_kinds: list[str] = []
+    for control in interface.controls:
+        seen_kinds.append(f"<{control.tag} name={control.name!r}>")
+        kind = SUPPORTED_CONTROLS.get(control.tag)
+        if kind is None or _attr(control, "model_skip") in ("true", "True", "1"):
+            continue
+        for to_name in control.to_name or []:
+            obj = interface.get_object(to_name)
+            if obj is None or obj.tag != "Image":
+                continue
+            value = obj.value or ""
+            specs.append(
+                ControlSpec(
+                    from_name=control.name,
+                    to_name=to_name,
+                    kind=kind,
+                    data_key=value.lstrip("$"),
+                    labels=tuple(control.labels or ()),
+                    predicted_values=_predicted_values(control),
+                    threshold=_threshold(control),
+                    model_path=_attr(control, "model_path") or None,
+                )
+            )
+    if not specs:
+        found = ", ".join(seen_kinds) or "no control tags"
+        raise LabelConfigError(
+            "nothing to predict: this backend needs a <RectangleLabels> or <PolygonLabels> control "
+            f'with toName pointing at an <Image> tag (found {found}). Example: <Image name="image" '
+            'value="$image"/><RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>'
+        )
+    return tuple(specs)
+
+
+def map_classes(spec: ControlSpec, class_names: Mapping[int, str]) -> dict[int, str]:
+    """Model class id -> label of ``spec``.
+
+    A label's ``predicted_values`` wins, then the exact label name, then a
+    case-insensitive match. Classes matching no label are dropped.
+    """
+    by_predicted = {name: label for label, names in spec.predicted_values for name in names}
+    exact = {label: label for label in spec.labels}
+    folded = {label.casefold(): label for label in spec.labels}
+    mapping: dict[int, str] = {}
+    for class_id, name in class_names.items():
+        label = by_predicted.get(name) or exact.get(name) or folded.get(name.casefold())
+        if label is not None:
+            mapping[int(class_id)] = label
+    return mapping
+
+
+def mismatch_hint(spec: ControlSpec, class_names: Mapping[int, str]) -> str | None:
+    """A log line telling how to fix a control whose labels match none of the model's classes."""
+    if map_classes(spec, class_names):
+        return None
+    sample = ", ".join(list(class_names.values())[:8])
+    return (
+        f"no label of control {spec.from_name!r} ({', '.join(spec.labels[:8]) or 'no labels'}) matches a class of the "
+        f"model ({sample}{', ...' if len(class_names) > 8 else ''}): rename the labels, or add "
+        f'predicted_values="<model class>" to a <Label>, or train the model on this project'
+    )

@@ -1,0 +1,230 @@
+"""From a task's image URL to pixels in the orientation the browser shows.
+
+Every URL kind Label Studio puts in tasks is handled here:
+``/data/local-files/?d=...`` (read from ``LOCAL_FILES_DOCUMENT_ROOT`` when set),
+``/data/upload/...`` and other Label Studio paths, plain http(s), and cloud URLs
+(``s3://``, ``gs://``, ``azure-blob://``) presigned by Label Studio.
+Downloads land in a size-bounded disk cache, so a task opened twice is fetched once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import numpy as np
+import requests
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import MediaAccessDenied, MediaError
+from .ls_auth import LabelStudioAuth
+
+log = logging.getLogger(__name__)
+
+CLOUD_SCHEMES = ("s3", "gs", "gcs", "azure-blob")
+MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """Decoded pixels (BGR, as Ultralytics expects arrays) and the displayed size."""
+
+    pixels: np.ndarray
+    width: int
+    height: int
+
+
+def url_host(url: str) -> str:
+    """Host part for logs: never the path or query, which may carry tokens."""
+    return urlsplit(url).hostname or "label-studio"
+
+
+def within(root: Path, candidate: Path) -> Path:
+    """``candidate`` resolved (symlinks followed), refused unless it stays inside ``root``."""
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise MediaAccessDenied(f"path {candidate.name!r} resolves outside the allowed root")
+    return resolved
+
+
+def open_image(path: Path, max_pixels: int) -> Image.Image:
+    """Decode ``path`` as RGB with its EXIF orientation applied; refuse bombs and non-images."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise MediaError(f"image of {width}x{height} pixels exceeds MAX_IMAGE_PIXELS={max_pixels}")
+            img.seek(0)  # first frame of animations
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return upright.convert("RGB")
+    except MediaError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise MediaError(f"not a readable image: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(f"corrupt or truncated image: {exc}") from None
+
+
+def to_bgr(img: Image.Image) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
+
+
+class DiskCache:
+    """Files keyed by URL, evicted oldest-first once ``max_bytes`` is passed."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+        self._size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+    def path_for(self, key: str) -> Path:
+        return self.folder / hashlib.sha256(key.encode()).hexdigest()
+
+    def get(self, key: str) -> Path | None:
+        path = self.path_for(key)
+        if path.is_file():
+            os.utime(path)  # mark as recently used
+            return path
+        return None
+
+    def put(self, key: str, chunks: iter[bytes]) -> Path:  # type: ignore[valid-type]
+        """Write atomically: a crash leaves a stray temp file, never a half image under the key."""
+        target = self.path_for(key)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".part-")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    out.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self._size += size
+            if self._size > self.max_bytes:
+                self._evict()
+        return target
+
+    def _evict(self) -> None:
+        files = sorted((f for f in self.folder.iterdir() if f.is_file()), key=lambda f: f.stat().st_mtime)
+        self._size = sum(f.stat().st_size for f in files)
+        for f in files:
+            if self._size <= self.max_bytes * 0.9:
+                break
+            self._size -= f.stat().st_size
+            f.unlink(missing_ok=True)
+
+
+class MediaFetcher:
+    """Turns task image URLs into local files and decoded images."""
+
+    def __init__(
+        self,
+        auth: LabelStudioAuth,
+        cache: DiskCache,
+        local_root: str = "",
+        timeout: float = 15.0,
+        max_pixels: int = 100_000_000,
+    ) -> None:
+        self.auth = auth
+        self.cache = cache
+        self.local_root = Path(local_root).resolve() if local_root else None
+        self.timeout = timeout
+        self.max_pixels = max_pixels
+        self._session = requests.Session()
+
+    def load(self, url: str, task_id: object = None) -> LoadedImage:
+        img = open_image(self.local_path(url, task_id), self.max_pixels)
+        return LoadedImage(to_bgr(img), img.width, img.height)
+
+    def local_path(self, url: str, task_id: object = None) -> Path:
+        """A readable file holding the image at ``url``."""
+        if not isinstance(url, str) or not url.strip():
+            raise MediaError("the task has no image URL")
+        url = url.strip()
+        local = self._local_files_path(url)
+        if local is not None:
+            return local
+        cached = self.cache.get(url)
+        if cached is not None:
+            return cached
+        return self.cache.put(url, self._download(url, task_id))
+
+    def _local_files_path(self, url: str) -> Path | None:
+        """Local-files URLs, read straight from the document root when it is mounted here."""
+        parts = urlsplit(url)
+        if self.local_root is None or not parts.path.rstrip("/").endswith("/data/local-files"):
+            return None
+        values = parse_qs(parts.query).get("d")
+        if not values:
+            raise MediaError("local-files URL without ?d=<path>")
+        relative = values[0]
+        path = within(self.local_root, self.local_root / relative.lstrip("/"))
+        if os.path.isabs(relative) and not Path(relative).resolve().is_relative_to(self.local_root):
+            raise MediaAccessDenied("absolute local-files path outside LOCAL_FILES_DOCUMENT_ROOT")
+        if not path.is_file():
+            raise MediaError(f"local file {relative!r} not found under LOCAL_FILES_DOCUMENT_ROOT")
+        return path
+
+    def _resolve(self, url: str, task_id: object) -> tuple[str, bool]:
+        """(absolute URL, whether it goes to Label Studio and so carries its token)."""
+        scheme = urlsplit(url).scheme.lower()
+        base = self.auth.base_url
+        if scheme in CLOUD_SCHEMES:
+            if task_id is None:
+                raise MediaError(f"{scheme}:// URL needs a task id for Label Studio to presign it")
+            encoded = base64.urlsafe_b64encode(url.encode()).decode()
+            return f"{base}/tasks/{task_id}/presign/?fileuri={encoded}", True
+        if scheme in ("http", "https"):
+            return url, _same_origin(url, base)
+        if scheme == "" and url.startswith("/"):
+            return urljoin(base + "/", url.lstrip("/")), True
+        raise MediaError(f"unsupported image URL scheme {scheme or url[:20]!r}")
+
+    def _download(self, url: str, task_id: object) -> iter[bytes]:  # type: ignore[valid-type]
+        target, to_label_studio = self._resolve(url, task_id)
+        for attempt in (1, 2):
+            headers = self.auth.header() if to_label_studio else {}
+            try:
+                answer = self._session.get(target, headers=headers, timeout=self.timeout, stream=True)
+            except requests.RequestException as exc:
+                raise MediaError(f"could not download from {url_host(target)}: {type(exc).__name__}") from None
+            if answer.status_code == 401 and to_label_studio and attempt == 1:
+                self.auth.invalidate()
+                answer.close()
+                continue
+            break
+        if answer.status_code in (401, 403):
+            hint = "set LABEL_STUDIO_API_KEY" if not self.auth.configured else "check LABEL_STUDIO_API_KEY"
+            raise MediaError(f"{url_host(target)} answered {answer.status_code} for the image: {hint}")
+        if answer.status_code != 200:
+            raise MediaError(f"{url_host(target)} answered HTTP {answer.status_code} for the image")
+        return _bounded(answer)
+
+
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def _bounded(answer: requests.Response):
+    total = 0
+    with answer:
+        for chunk in answer.iter_content(CHUNK):
+            total += len(chunk)
+            if total > MAX_DOWNLOAD_BYTES:
+                raise MediaError(f"image larger than {MAX_DOWNLOAD_BYTES // 2**20} MB")
+            yield chunk

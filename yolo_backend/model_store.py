@@ -1,0 +1,169 @@
+"""Loads each checkpoint once per process and knows which one serves a project.
+
+The base model loads in a background thread at start, so ``/health`` and ``/setup``
+answer at once while it loads. Checkpoints are only ever read from ``MODEL_ROOT``
+(base and per-control ``model_path``) or from this service's own ``MODEL_DIR``
+(trained versions): a request can never name a file elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from .config import Settings
+from .detector import Detector
+from .errors import BackendError, ModelNotReady, ModelPathRefused
+
+log = logging.getLogger(__name__)
+
+UNTRAINED = "untrained"
+
+
+class ModelState(str, enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    NO_WEIGHTS = "no_weights"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What answers a prediction: a detector (None when there are no weights) and its version."""
+
+    detector: Detector | None
+    version: str
+
+
+def safe_model_path(root: Path, relative: str) -> Path:
+    """``relative`` inside ``root``; absolute paths, ``..`` and escaping symlinks are refused."""
+    if not relative or PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
+        raise ModelPathRefused(f"model path {relative!r} must be relative to MODEL_ROOT")
+    if ".." in PurePosixPath(relative.replace("\\", "/")).parts:
+        raise ModelPathRefused(f"model path {relative!r} may not contain '..'")
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ModelPathRefused(f"model path {relative!r} resolves outside MODEL_ROOT")
+    return path
+
+
+def checkpoint_version(path: Path) -> str:
+    """Readable and content-bound: ``<file stem>-<8 hex of sha256>``, so new weights get a new version."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path.stem}-{digest.hexdigest()[:8]}"
+
+
+Loader = Callable[..., Detector]
+
+
+class ModelStore:
+    """The loaded models of this process, the only global state the service has."""
+
+    def __init__(self, settings: Settings, loader: Loader = Detector.load) -> None:
+        self.settings = settings
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._detectors: dict[Path, Detector] = {}
+        self._versions: dict[Path, str] = {}
+        self.state = ModelState.LOADING
+        self.message = "loading"
+        try:  # a bad MODEL_PATH fails at start, with the reason
+            self.base_path = safe_model_path(settings.model_root_path, settings.model_path)
+        except ModelPathRefused as exc:
+            raise ValueError(f"MODEL_PATH: {exc}") from None
+        # Known before loading, so /setup tells the right version while the model loads.
+        self._planned_version = checkpoint_version(self.base_path) if self.base_path.is_file() else UNTRAINED
+        self._project_models: Callable[[str], tuple[Path, str] | None] = lambda project: None
+
+    # -- base model ---------------------------------------------------------
+    def start(self, background: bool = True) -> None:
+        """Load the base model, in a thread unless told otherwise (tests, CLI)."""
+        if background:
+            threading.Thread(target=self._load_base, name="load-base-model", daemon=True).start()
+        else:
+            self._load_base()
+
+    def _load_base(self) -> None:
+        try:
+            path = self.base_path
+            if not path.is_file():
+                self.state = ModelState.NO_WEIGHTS
+                self.message = (
+                    f"no weights at {path}: put a checkpoint there (e.g. yolov5nu.pt from the Ultralytics "
+                    "releases), set MODEL_PATH to one under MODEL_ROOT, or train one from Label Studio"
+                )
+                log.warning("%s; serving empty predictions as %r", self.message, UNTRAINED)
+                return
+            self._get(path)
+            self.state, self.message = ModelState.READY, "ready"
+        except BackendError as exc:
+            self.state, self.message = ModelState.ERROR, str(exc)
+            log.error("base model failed to load: %s", exc)
+        except Exception as exc:  # keep serving /health with the reason
+            self.state, self.message = ModelState.ERROR, f"{type(exc).__name__}: {exc}"
+            log.exception("base model failed to load")
+        finally:
+            self._ready.set()
+
+    def wait(self, timeout: float) -> None:
+        """Block until the base model settled; ModelNotReady (503) after ``timeout``."""
+        if not self._ready.wait(timeout):
+            raise ModelNotReady(f"the model is still loading; try again in a few seconds (waited {timeout:.0f} s)")
+
+    @property
+    def base_version(self) -> str:
+        if self.state in (ModelState.READY, ModelState.LOADING):
+            return self._planned_version
+        return UNTRAINED
+
+    # -- lookups ------------------------------------------------------------
+    def _get(self, path: Path) -> ServedModel:
+        path = path.resolve()
+        with self._lock:
+            detector = self._detectors.get(path)
+            if detector is None:
+                options = dict(imgsz=self.settings.imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
+                               batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads)
+                detector = self._loader(path, device=self.settings.device, **options)
+                self._detectors[path] = detector
+                self._versions[path] = checkpoint_version(path)
+            return ServedModel(detector, self._versions[path])
+
+    def base(self) -> ServedModel:
+        self.wait(self.settings.load_wait_seconds)
+        if self.state != ModelState.READY:
+            return ServedModel(None, UNTRAINED)
+        return self._get(self.base_path)
+
+    def for_control(self, model_path: str) -> ServedModel:
+        """A per-control ``model_path``: a file under MODEL_ROOT, loaded on first use."""
+        path = safe_model_path(self.settings.model_root_path, model_path)
+        if not path.is_file():
+            raise ModelPathRefused(f"model_path {model_path!r} not found under MODEL_ROOT")
+        return self._get(path)
+
+    def for_project(self, project: str | None) -> ServedModel:
+        """The project's promoted model when training produced one, else the base model."""
+        trained = self._project_models(project) if project else None
+        if trained is None:
+            return self.base()
+        path, version = trained
+        served = self._get(path)
+        return ServedModel(served.detector, version)
+
+    def use_project_models(self, lookup: Callable[[str], tuple[Path, str] | None]) -> None:
+        """Seam for training: ``lookup(project_id)`` -> (checkpoint in MODEL_DIR, version) or None."""
+        self._project_models = lookup
+
+    def versions(self) -> list[str]:
+        with self._lock:
+            return sorted(set(self._versions.values()))
