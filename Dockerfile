@@ -1,0 +1,45 @@
+# YOLO ML backend for Label Studio. CPU build by default; for NVIDIA GPUs build with
+#   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu124 .
+FROM python:3.11-slim-bookworm
+
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PORT=9090 \
+    WORKERS=1 \
+    THREADS=8 \
+    MODEL_ROOT=/models \
+    MODEL_DIR=/data/models \
+    YOLO_CONFIG_DIR=/tmp/ultralytics
+
+# OpenCV (pulled in by Ultralytics) needs libGL and GLib at import time.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+# torch first, from the index that matches the hardware, so requirements.txt does not pull a CUDA build.
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+RUN useradd --create-home --uid 1000 app \
+    && mkdir -p /models /data/models \
+    && chown -R app:app /models /data
+COPY --chown=app:app . .
+RUN pip install --no-deps --no-build-isolation -e .
+
+USER 1000:1000
+EXPOSE 9090
+VOLUME ["/models", "/data/models"]
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '9090'), timeout=3)"]
+
+CMD ["gunicorn", "_wsgi:app"]
