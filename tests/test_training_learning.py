@@ -1,0 +1,118 @@
+"""Learning for real: 40 annotated shape tasks in Label Studio's format -> a promoted model that detects.
+
+The whole loop runs as in production, minus the Label Studio API call: the trainer
+queues the run, a child process trains it, the registry bumps the version, and the
+Flask app serves the new version on ``/predict``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.shapes_project import LABEL_CONFIG, export_file, write_project
+from yolo_backend.config import Settings
+from yolo_backend.synthetic import draw_sample
+
+PROJECT = "7"
+
+
+@pytest.fixture(scope="module")
+def shapes_base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MODEL_ROOT with a base pretrained on other classes ("block", "ring"): the run must learn the labels.
+
+    Its class head is reset by the run (other classes), so which output means square and which
+    circle comes only from the project's annotations; the backbone makes 40 tasks enough.
+    """
+    from ultralytics import YOLO
+
+    from tests.support.trained_model import trained_shapes_model
+
+    root = tmp_path_factory.mktemp("shapes-base")
+    model = YOLO(str(trained_shapes_model()))
+    model.model.names = {0: "block", 1: "ring"}
+    model.save(str(root / "yolov5nu.pt"))
+    assert YOLO(str(root / "yolov5nu.pt")).names == {0: "block", 1: "ring"}
+    return root
+
+
+def _settings(tmp_path: Path, model_root: Path, doc_root: Path) -> Settings:
+    return Settings.from_env({}, model_root=str(model_root), model_path="yolov5nu.pt",
+                             model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root),
+                             device="cpu", imgsz=160, model_score_threshold=0.25, train_imgsz=160,
+                             train_epochs=30, train_batch=8, train_patience=30, train_min_images=10)
+
+
+def wait_finished(trainer, project: str, timeout: float = 900) -> dict:
+    """Poll the status route's data until no run is queued or running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = trainer.status(project)
+        if status["state"] == "idle" and status["last_run"]:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"training did not finish in {timeout} s: {trainer.status(project)}")
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.slow
+def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path, random_model_root: Path) -> None:
+    from yolo_backend.app import build_backend
+    from yolo_backend.http_api import create_app
+    from yolo_backend.training import ProjectTrainer
+    from yolo_backend.training.dataset import build_dataset
+    from yolo_backend.training.fitting import evaluate
+
+    doc_root = tmp_path / "docroot"
+    tasks = write_project(doc_root, 40)
+    settings = _settings(tmp_path, shapes_base_root, doc_root)
+    trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks))
+
+    started = time.monotonic()
+    assert trainer.handle("START_TRAINING", PROJECT)["status"] == "queued"
+    status = wait_finished(trainer, PROJECT)
+    seconds = time.monotonic() - started
+    run = status["last_run"]
+    assert run["state"] == "promoted", run
+    assert run["version"] == status["served_version"] == f"p{PROJECT}-v1"
+
+    # Before: an untrained yolov5nu (random weights), scored on the same holdout the run used.
+    dataset = build_dataset(tmp_path / "again", tasks, LABEL_CONFIG, settings)
+    before = evaluate(random_model_root / "yolov5nu.pt", dataset.data_yaml, tmp_path / "val", settings, "before")
+    after = run["metrics"]["candidate"]
+    print(f"\nholdout mAP50 before {before.map50:.3f} after {after['map50']:.3f}; "
+          f"mAP50-95 before {before.map50_95:.3f} after {after['map50_95']:.3f}; run took {seconds:.0f} s")
+    assert after["map50"] >= before.map50 + 0.3, (before, after)
+
+    # /predict on a fresh image: a box of the right class, IoU >= 0.5, under the new version.
+    backend = build_backend(settings, trainer=trainer, start=False)
+    backend.store.start(background=False)
+    client = create_app(backend).test_client()
+    img, shapes = draw_sample(99_999, size=(256, 256), max_shapes=1, min_side=48, max_side=96)
+    img.save(doc_root / "fresh.jpg")
+    answer = client.post("/predict", json={"tasks": [{"id": 1000, "data": {"image": "/data/local-files/?d=fresh.jpg"}}],
+                                           "project": f"{PROJECT}.1700000000", "label_config": LABEL_CONFIG})
+    assert answer.status_code == 200, answer.get_json()
+    prediction = answer.get_json()["results"][0]
+    assert prediction["model_version"] == f"p{PROJECT}-v1"
+    truth = shapes[0]
+    found = [r for r in prediction["result"] if r["value"]["rectanglelabels"] == [truth.label]]
+    assert found, prediction
+    best = max(found, key=lambda r: r["score"])["value"]
+    box = (best["x"] * 2.56, best["y"] * 2.56, (best["x"] + best["width"]) * 2.56,
+           (best["y"] + best["height"]) * 2.56)
+    assert iou(box, truth.box) >= 0.5, (box, truth.box)
+
+    versions = client.get(f"/versions?project={PROJECT}").get_json()
+    assert versions["versions"] == [f"p{PROJECT}-v1"]
+    assert versions["details"][0]["metrics"]["candidate"]["map50"] == after["map50"]
+    assert client.get(f"/training/status?project={PROJECT}").get_json()["served_version"] == f"p{PROJECT}-v1"
+    assert b'yolo_backend_training_served_version{project="7"} 1.0' in client.get("/metrics").data

@@ -1,0 +1,116 @@
+"""The trainer ``model.YOLOBackend.fit`` hands events to: counts, coalesces, submits; never trains.
+
+Everything here answers within milliseconds (a file lock, a small JSON file, a process
+start or a Redis call with short timeouts), so the webhook always answers in under 1 s.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import BadRequest
+from . import state
+from .coalesce import Coalescer
+from .collect import LABEL_STUDIO
+from .registry import Registry, RegistryReader
+from .runner import Runner, make_runner
+from .state import RunRecord
+from .status import StatusBook
+
+log = logging.getLogger("yolo_backend.training")
+
+START = "START_TRAINING"
+CHANGES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
+DIED = "the training worker stopped during the run (killed or restarted); the next trigger starts a new run"
+
+
+class ProjectTrainer:
+    """Per-project training control for one service; all state lives in MODEL_DIR."""
+
+    def __init__(self, settings: Settings, runner: Runner | None = None, source: str = LABEL_STUDIO) -> None:
+        self.settings = settings
+        self.model_dir: Path = settings.model_dir_path
+        self.runner = runner or make_runner(settings, source)
+        self.lookup = RegistryReader(self.model_dir)  # for ModelStore.use_project_models
+
+    def handle(self, event: str, project_id: str) -> dict[str, Any]:
+        """START_TRAINING queues a run; annotation events count towards TRAIN_EVERY_N."""
+        if event != START and event not in CHANGES:
+            return {"status": "ignored", "reason": f"{event} does not change training data"}
+        try:
+            coalescer = Coalescer(self.model_dir, project_id)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        self._close_dead_run(project_id, coalescer)
+        queued: list[RunRecord] = []
+
+        def submit() -> dict[str, Any]:
+            run = RunRecord(project_id)
+            StatusBook(self.model_dir, project_id).save(run)
+            queued.append(run)
+            return self.runner.submit(project_id, run.run_id)
+
+        try:
+            decision = coalescer.request(event == START, self.settings.train_every_n, submit, self.runner.alive)
+        except Exception as exc:  # Redis down, no process slots...: answer, and say why
+            log.error("project %s: could not queue a training run: %s", project_id, exc)
+            for run in queued:
+                StatusBook(self.model_dir, project_id).save(state.fail(run, f"could not queue the run: {exc}"))
+            return {"status": "failed", "project": project_id, "reason": f"could not queue the run: {exc}"}
+        answer: dict[str, Any] = {"status": decision, "project": project_id, "runner": self.runner.name}
+        if queued:
+            answer["run_id"] = queued[0].run_id
+            log.info("project %s: training run %s queued (%s)", project_id, queued[0].run_id, event)
+        if decision == "counted":
+            answer.update(changes=coalescer.read().get("changes", 0), train_every_n=self.settings.train_every_n)
+        return answer
+
+    def _close_dead_run(self, project_id: str, coalescer: Coalescer) -> None:
+        """A run recorded as queued/running whose worker is gone is marked failed, with the reason."""
+        if not coalescer.clear_dead_run(self.runner.alive):
+            return
+        book = StatusBook(self.model_dir, project_id)
+        current = book.current()
+        if current is not None and not current.state.finished:
+            book.save(state.fail(current, DIED))
+
+    def status(self, project_id: str) -> dict[str, Any]:
+        """idle / queued / running (epoch, elapsed, remaining, loss) / last run and served version."""
+        coalescer = Coalescer(self.model_dir, project_id)
+        self._close_dead_run(project_id, coalescer)
+        book = StatusBook(self.model_dir, project_id)
+        current, last = book.current(), book.last()
+        control = coalescer.read()
+        served = Registry(self.model_dir, project_id).served()
+        return {
+            "project": project_id,
+            # Between two runs of a follow-up nothing is current, yet the project is scheduled.
+            "state": current.state.value if current else ("queued" if control.get("scheduled") else "idle"),
+            "run": current.to_json() if current else None,
+            "last_run": last.to_json() if last else None,
+            "follow_up_pending": bool(control.get("follow_up")),
+            "changes_since_last_run": int(control.get("changes", 0)),
+            "train_every_n": self.settings.train_every_n,
+            "served_version": served["version"] if served else None,
+            "runner": self.runner.name,
+        }
+
+    def history(self, project_id: str) -> dict[str, Any]:
+        """For ``/versions?project=``: version names (newest last), which one serves, metrics of each."""
+        data = Registry(self.model_dir, project_id).load()
+        return {"versions": [v["version"] for v in data["versions"]], "project": project_id,
+                "served": data["served"], "details": data["versions"]}
+
+    def rollback(self, project_id: str, version: str) -> dict[str, Any]:
+        """Serve an earlier promoted version; every worker notices on its next request."""
+        entry = Registry(self.model_dir, project_id).serve(version)
+        log.info("project %s: now serving %s (rollback)", project_id, version)
+        return {"project": project_id, "served": entry["version"], "metrics": entry.get("metrics")}
+
+
+def build_trainer(settings: Settings, source: str = LABEL_STUDIO) -> ProjectTrainer:
+    """The trainer for this service: an RQ queue when REDIS_URL is set, local child processes otherwise."""
+    return ProjectTrainer(settings, make_runner(settings, source), source)
