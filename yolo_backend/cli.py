@@ -1,0 +1,241 @@
+"""yolo-ls: the batch side of the YOLO backend, for folders and whole Label Studio projects.
+
+    yolo-ls import-yolo DATASET -o tasks.json    YOLO folder -> Label Studio tasks (JSON import)
+    yolo-ls export-yolo --project 3 -o dataset   Label Studio annotations -> YOLO dataset
+    yolo-ls prelabel --project 3                 predict every task lacking the current model version
+
+Exit status: 0 all done, 1 done but some items failed (listed), 2 bad usage or setup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import ls_client
+from .errors import BackendError
+
+EPILOG = "Environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY (and MODEL_ROOT, MODEL_PATH, ... for prelabel)."
+
+
+def _env(*names: str, default: str = "") -> str:
+    return next((os.environ[n] for n in names if os.environ.get(n)), default)
+
+
+def _classes(text: str | None) -> list[str] | None:
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+
+
+def _add_connection(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    group = parser.add_argument_group("Label Studio")
+    group.add_argument("--url", default=_env("LABEL_STUDIO_URL", default="http://localhost:8080"),
+                       help="Label Studio base URL (default: $LABEL_STUDIO_URL or %(default)s)")
+    group.add_argument("--api-key", default=_env("LABEL_STUDIO_API_KEY"),
+                       help="legacy token or personal access token (default: $LABEL_STUDIO_API_KEY)")
+    group.add_argument("--project", type=int, required=required, help="project id (the number in its URL)")
+
+
+def _add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show a progress bar (default: on a terminal, for 50+ items)")
+
+
+def _import_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "import-yolo", help="YOLO folder -> Label Studio tasks JSON", epilog=EPILOG,
+        description="Convert a folder of images with YOLO labels (class cx cy w h) into Label Studio tasks. "
+                    "Layouts: images/<split> + labels/<split> (Ultralytics), <split>/[images/] + <split>/labels, "
+                    "or flat. Class names from data.yaml, classes.txt, or --classes.")
+    p.add_argument("folder", type=Path, help="dataset folder")
+    p.add_argument("-o", "--output", type=Path, default=Path("tasks.json"), help="tasks file (default %(default)s)")
+    p.add_argument("--classes", help="comma-separated class names, index order (overrides data.yaml)")
+    p.add_argument("--as", dest="as_", choices=("predictions", "annotations"), default="predictions",
+                   help="write boxes as pre-annotations (default) or as finished annotations")
+    p.add_argument("--model-version", default="yolo-import", help="version name of the predictions (%(default)s)")
+    p.add_argument("--type", choices=("rectanglelabels", "polygonlabels"), default="rectanglelabels",
+                   help="region type; must match the project's control tag (default %(default)s)")
+    p.add_argument("--from-name", default="label", help="name of the labels control (default %(default)s)")
+    p.add_argument("--to-name", default="image", help="name of the <Image> tag (default %(default)s)")
+    p.add_argument("--data-key", default="image", help="task data field, $<key> in <Image value> (%(default)s)")
+    urls = p.add_mutually_exclusive_group()
+    urls.add_argument("--document-root",
+                      default=_env("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_DOCUMENT_ROOT") or None,
+                      help="local-files root: URLs become /data/local-files/?d=<path under it> "
+                           "(default: $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)")
+    urls.add_argument("--url-prefix", help="URL prefix + image path under FOLDER, e.g. https://host/data or s3://b/x")
+    p.add_argument("--missing", choices=("empty", "skip", "whole"), default="empty",
+                   help="image without label file: empty task (default), skip it, or one whole-image box")
+    p.add_argument("--whole-class", default=None, help="class name of the --missing whole box (default: class 0)")
+    _add_connection(p)
+    p.epilog = EPILOG + " With --project, the tasks are also imported into that project."
+    _add_progress(p)
+    p.set_defaults(run=_run_import)
+
+
+def _export_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "export-yolo", help="Label Studio annotations -> YOLO dataset", epilog=EPILOG,
+        description="Write images and YOLO labels in the Ultralytics layout (images/<split>, labels/<split>, "
+                    "data.yaml) from a JSON export file or straight from a project. Skipped annotations are "
+                    "left out; the split is a hash of the task id, stable across runs.")
+    p.add_argument("-o", "--output", type=Path, required=True, help="new (or empty) dataset folder")
+    p.add_argument("--from-file", type=Path, help="Label Studio JSON export (instead of --project)")
+    p.add_argument("--classes", help="class names in index order (default: the project's labels, else sorted)")
+    p.add_argument("--data-key", help="task data field holding the image (default: the first)")
+    p.add_argument("--from-name", help="only regions of this control (default: every box control)")
+    p.add_argument("--val", type=float, default=0.2, help="share of tasks in val (default %(default)s)")
+    p.add_argument("--test", type=float, default=0.0, help="share of tasks in test (default %(default)s)")
+    p.add_argument("--document-root",
+                   default=_env("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+                   help="read /data/local-files/ images from this folder instead of over HTTP")
+    _add_connection(p)
+    _add_progress(p)
+    p.set_defaults(run=_run_export)
+
+
+def _prelabel_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "prelabel", help="predict every task of a project that lacks the current model version", epilog=EPILOG,
+        description="Pre-label a project in chunks: tasks that already hold a prediction of the current model "
+                    "version are skipped, so an interrupted run resumes where it stopped. Predicts in this "
+                    "process (MODEL_ROOT/MODEL_PATH) or through a running backend (--backend).")
+    _add_connection(p, required=True)
+    p.add_argument("--backend", help="URL of a running backend; default: load the model in this process")
+    p.add_argument("--backend-user", default=os.environ.get("BASIC_AUTH_USER", ""), help="its basic-auth user")
+    p.add_argument("--backend-password", default=os.environ.get("BASIC_AUTH_PASS", ""), help="its password")
+    p.add_argument("--model-root", help="folder holding checkpoints (default: $MODEL_ROOT)")
+    p.add_argument("--model-path", help="checkpoint under the model root (default: $MODEL_PATH)")
+    p.add_argument("--model-version", help="store and resume under this version (default: the model's own)")
+    p.add_argument("--chunk-size", type=int, default=50, help="predictions stored per request (%(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="tasks predicted concurrently (%(default)s)")
+    _add_progress(p)
+    p.set_defaults(run=_run_prelabel)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolo-ls", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Run 'yolo-ls <command> --help' for the options of each command.")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "WARNING"), help="(default %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for add in (_import_parser, _export_parser, _prelabel_parser):
+        add(commands)
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------
+def _run_import(args: argparse.Namespace) -> int:
+    from .ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
+    from .yolo_folder import class_names, find_samples
+
+    names = class_names(args.folder, _classes(args.classes))
+    whole = 0
+    if args.whole_class is not None:
+        whole = next((i for i, n in names.items() if n == args.whole_class), None)
+        if whole is None:
+            raise ValueError(f"--whole-class {args.whole_class!r} is not one of {list(names.values())}")
+    if args.url_prefix:
+        url_for = lambda image: prefixed_url(image, args.folder, args.url_prefix)  # noqa: E731
+    elif args.document_root:
+        url_for = lambda image: local_files_url(image, Path(args.document_root))  # noqa: E731
+    else:
+        raise ValueError("say where Label Studio finds the images: --document-root (local files) or --url-prefix")
+    fmt = TaskFormat(args.from_name, args.to_name, args.data_key, args.type, args.as_ == "annotations",
+                     args.model_version, args.missing, whole)
+    done = convert_samples(find_samples(args.folder), names, fmt, url_for, args.progress)
+    args.output.write_text(json.dumps(done.tasks, indent=1))
+    _list_problems("failed", [f"{path}: {reason}" for path, reason in done.failed])
+    print(f"{done.summary()} -> {args.output}")
+    if args.project:
+        client = ls_client.connect(args.url, args.api_key)
+        print(f"imported {ls_client.import_tasks(client, args.project, done.tasks)} tasks into project {args.project}")
+    return 1 if done.failed else 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .ls_auth import LabelStudioAuth
+    from .media import DiskCache, MediaFetcher
+    from .yolo_export import ExportOptions, label_names, write_dataset
+
+    if bool(args.from_file) == bool(args.project):
+        raise ValueError("give either --from-file EXPORT.json or --project ID")
+    client = ls_client.connect(args.url, args.api_key) if args.project else None
+    tasks = json.loads(args.from_file.read_text()) if args.from_file else ls_client.export_tasks(client, args.project)
+    names = _classes(args.classes) or (_project_labels(client, args.project) if client else None) or label_names(tasks)
+    options = ExportOptions(args.data_key, args.from_name, args.val, args.test)
+    with tempfile.TemporaryDirectory(prefix="yolo-ls-export-") as cache:
+        fetcher = MediaFetcher(LabelStudioAuth(args.url, args.api_key), DiskCache(Path(cache), 2**40),
+                               local_root=args.document_root or "")
+        report = write_dataset(tasks, args.output, names, fetcher.local_path, options, args.progress)
+    _list_problems("left out", [f"task {task_id}: {reason}" for task_id, reason in report.left_out])
+    print(f"{report.summary()} -> {args.output / 'data.yaml'} (classes: {', '.join(names)})")
+    return 0
+
+
+def _list_problems(what: str, lines: list[str], limit: int = 20) -> None:
+    """The first ``limit`` problems on stderr, then a count: a run over thousands stays readable."""
+    for line in lines[:limit]:
+        print(f"{what}: {line}", file=sys.stderr)
+    if len(lines) > limit:
+        print(f"... and {len(lines) - limit} more {what}", file=sys.stderr)
+
+
+def _project_labels(client: object, project: int) -> list[str] | None:
+    from .label_config import parse
+
+    config = ls_client.label_config(client, project)
+    return list(parse(config)[0].labels) if config else None
+
+
+def _run_prelabel(args: argparse.Namespace) -> int:
+    import httpx
+    import requests
+
+    from .prelabel import InProcessPredictor, Outcome, RemotePredictor, in_process_backend, prelabel
+
+    client = ls_client.connect(args.url, args.api_key)
+    config = ls_client.label_config(client, args.project)
+    if args.backend:
+        auth = (args.backend_user, args.backend_password) if args.backend_user else None
+        predictor = RemotePredictor(args.backend, args.project, config, auth)
+    else:
+        backend = in_process_backend(args.url, args.api_key, args.model_root, args.model_path)
+        predictor = InProcessPredictor(backend, args.project, config)
+    outcome = Outcome()
+    try:
+        prelabel(client, args.project, predictor, args.chunk_size, args.workers, args.model_version,
+                 args.progress, outcome)
+    except KeyboardInterrupt:
+        print("interrupted: what was stored stays; run again to resume", file=sys.stderr)
+        outcome.failed.append((-1, "interrupted", "Ctrl-C"))
+    except (httpx.TransportError, requests.RequestException) as exc:  # Label Studio or the backend went away
+        print(f"stopped: {ls_client.error_text(exc)}; what was stored stays, run again to resume", file=sys.stderr)
+        outcome.failed.append((-1, "stopped", ls_client.error_text(exc)))
+    print(outcome.summary())
+    return 1 if outcome.failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, BackendError) as exc:
+        print(f"yolo-ls {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if getattr(exc, "status_code", None) is None:  # not an answer of Label Studio: a bug, keep the traceback
+            raise
+        print(f"yolo-ls {args.command}: {ls_client.error_text(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""YOLO folder -> Label Studio task JSON, with boxes as predictions or annotations.
+
+Coordinates are percent of the image as displayed (EXIF orientation applied), rounded
+by ``convert`` to the same precision everywhere. A bad image or label file is reported
+with its path and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from . import convert
+from .progress import bar
+from .yolo_folder import Sample, displayed_size, read_labels
+
+MISSING_CHOICES = ("empty", "skip", "whole")
+
+
+@dataclass(frozen=True)
+class TaskFormat:
+    """How tasks are written; the names must match the project's label config."""
+
+    from_name: str = "label"
+    to_name: str = "image"
+    data_key: str = "image"
+    kind: str = "rectanglelabels"  # or polygonlabels
+    as_annotations: bool = False  # predictions (pre-annotations) unless asked otherwise
+    model_version: str = "yolo-import"
+    missing: str = "empty"  # image without label file: empty task, skip it, or one whole-image box
+    whole_class: int = 0  # class of the whole-image box
+
+
+@dataclass
+class Conversion:
+    """What a run produced: tasks, images left out (path, reason) and the box count."""
+
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    boxes: int = 0
+
+    def summary(self) -> str:
+        return (f"{len(self.tasks)} tasks, {self.boxes} boxes; {len(self.skipped)} images skipped, "
+                f"{len(self.failed)} failed")
+
+
+def local_files_url(image: Path, document_root: Path) -> str:
+    """Label Studio's local-files URL: ``/data/local-files/?d=<path under the document root>``."""
+    try:
+        relative = image.resolve().relative_to(Path(document_root).resolve())
+    except ValueError:
+        raise ValueError(f"{image} is not under the document root {document_root}: put the images under "
+                         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, or give --url-prefix") from None
+    return "/data/local-files/?d=" + quote(relative.as_posix(), safe="/")
+
+
+def prefixed_url(image: Path, root: Path, prefix: str) -> str:
+    """``prefix`` + the image path under the dataset root (for http(s), s3://, gs://...)."""
+    relative = image.resolve().relative_to(Path(root).resolve()).as_posix()
+    return prefix.rstrip("/") + "/" + quote(relative, safe="/")
+
+
+def region(box: convert.YoloBox, label: str, fmt: TaskFormat, size: tuple[int, int], region_id: str,
+           score: float | None = None) -> dict[str, Any]:
+    """One YOLO box as a Label Studio result region."""
+    x, y, w, h = convert.yolo_to_percent(box)
+    if fmt.kind == "polygonlabels":
+        value: dict[str, Any] = {"points": convert.box_polygon(x, y, w, h), "closed": True, "polygonlabels": [label]}
+    else:
+        value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}
+    out = {"id": region_id, "from_name": fmt.from_name, "to_name": fmt.to_name, "type": fmt.kind,
+           "original_width": size[0], "original_height": size[1], "image_rotation": 0, "value": value}
+    if score is not None:
+        out["score"] = round(score, convert.SCORE_DECIMALS)
+    return out
+
+
+def build_task(url: str, boxes: list[tuple[convert.YoloBox, float | None]], names: dict[int, str],
+               fmt: TaskFormat, size: tuple[int, int]) -> dict[str, Any]:
+    """A task for one image; a class without a name raises ValueError saying how to fix it."""
+    regions = []
+    for index, (box, score) in enumerate(boxes):
+        if box.class_id not in names:
+            raise ValueError(f"class {box.class_id} has no name (known: 0..{max(names)}): fix the label "
+                             "or add the name to data.yaml / classes.txt / --classes")
+        rid = convert.region_id(url, index)
+        regions.append(region(box, names[box.class_id], fmt, size, rid, score))
+    task: dict[str, Any] = {"data": {fmt.data_key: url}}
+    if fmt.as_annotations:
+        task["annotations"] = [{"result": regions}]
+    else:
+        prediction = {"model_version": fmt.model_version, "result": regions}
+        scores = [r["score"] for r in regions if "score" in r]
+        if scores:
+            prediction["score"] = round(sum(scores) / len(scores), convert.SCORE_DECIMALS)
+        task["predictions"] = [prediction]
+    return task
+
+
+def convert_samples(samples: list[Sample], names: dict[int, str], fmt: TaskFormat,
+                    url_for: Callable[[Path], str], progress: bool | None = None) -> Conversion:
+    """Every sample to a task; problems are collected with their path, never raised."""
+    done = Conversion()
+    for sample in bar(samples, "images", "img", show=progress):
+        blame = sample.label or sample.image  # the file to fix when something is wrong
+        try:
+            boxes = _boxes_of(sample, fmt)
+            if boxes is None:
+                done.skipped.append((sample.image, "no label file"))
+                continue
+            blame = sample.image
+            url, size = url_for(sample.image), displayed_size(sample.image)
+            blame = sample.label or sample.image
+            task = build_task(url, boxes, names, fmt, size)
+        except (ValueError, OSError) as exc:
+            done.failed.append((blame, str(exc)))
+            continue
+        done.tasks.append(task)
+        done.boxes += len(boxes)
+    return done
+
+
+def _boxes_of(sample: Sample, fmt: TaskFormat) -> list[tuple[convert.YoloBox, float | None]] | None:
+    if sample.label is not None:
+        return read_labels(sample.label)
+    if fmt.missing == "skip":
+        return None
+    if fmt.missing == "whole":
+        return [(convert.YoloBox(fmt.whole_class, 0.5, 0.5, 1.0, 1.0), None)]
+    return []
+

@@ -1,0 +1,179 @@
+"""Pre-label a whole project: predict every task lacking the current model version, store in chunks.
+
+Label Studio's own "Retrieve predictions" sends every task in one ``/predict`` under a
+100 s timeout and keeps nothing if it times out. Here each chunk is predicted and stored
+before the next starts, so an interrupted run loses at most one chunk, and a second run
+only does what is missing (tasks holding a prediction of the current version are skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+
+from . import ls_client
+from .progress import bar
+
+log = logging.getLogger(__name__)
+
+
+class Predictor(Protocol):
+    """Where predictions come from: this process's model, or a running backend."""
+
+    def version(self) -> str: ...
+
+    def predict(self, task: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class InProcessPredictor:
+    """``model.YOLOBackend`` in this process, with the project's label config."""
+
+    def __init__(self, backend: Any, project: int, label_config: str) -> None:
+        self.backend, self.project, self.label_config = backend, str(project), label_config
+
+    def version(self) -> str:
+        self.backend.store.wait(self.backend.settings.load_wait_seconds)
+        return str(self.backend.setup(self.project, self.label_config)["model_version"])
+
+    def predict(self, task: dict[str, Any]) -> dict[str, Any]:
+        # One task per call: a failed image then raises with its reason instead of an empty result.
+        return self.backend.predict([task], project=self.project, label_config_xml=self.label_config)[0]
+
+
+class BackendAnswerError(RuntimeError):
+    """A backend answered with an error; ``summary`` (route and status) groups failures in the report."""
+
+    def __init__(self, summary: str, message: str) -> None:
+        super().__init__(f"{summary}: {message}")
+        self.summary, self.message = summary, message
+
+
+def in_process_backend(url: str, api_key: str, model_root: str | None, model_path: str | None) -> Any:
+    """The backend the server would build from the environment, its model loaded before returning."""
+    from .app import build_backend
+    from .config import Settings
+
+    overrides = {"label_studio_url": url, "label_studio_api_key": api_key}
+    overrides.update({k: v for k, v in (("model_root", model_root), ("model_path", model_path)) if v})
+    backend = build_backend(Settings.from_env(**overrides), start=False)
+    backend.store.start(background=False)
+    if backend.store.state.value != "ready":
+        raise ValueError(f"the model did not load: {backend.store.message}")
+    return backend
+
+
+class RemotePredictor:
+    """A running backend, spoken to as Label Studio does (``/setup``, ``/predict``)."""
+
+    def __init__(self, url: str, project: int, label_config: str, auth: tuple[str, str] | None = None,
+                 timeout: float = 100.0) -> None:
+        self.url, self.project, self.label_config, self.timeout = url.rstrip("/"), str(project), label_config, timeout
+        self.session = requests.Session()
+        self.session.auth = auth
+
+    def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = self.session.post(f"{self.url}{route}", json=body, timeout=self.timeout)
+        if answer.status_code != 200:
+            try:
+                reason = answer.json().get("message") or answer.text
+            except ValueError:
+                reason = answer.text
+            raise BackendAnswerError(f"backend {route} answered {answer.status_code}", str(reason)[:200])
+        return answer.json()
+
+    def version(self) -> str:
+        return str(self._post("/setup", {"project": self.project, "schema": self.label_config})["model_version"])
+
+    def predict(self, task: dict[str, Any]) -> dict[str, Any]:
+        body = {"tasks": [task], "project": self.project, "label_config": self.label_config, "params": {}}
+        results = self._post("/predict", body).get("results") or []
+        if len(results) != 1:
+            raise BackendAnswerError("backend /predict answered a wrong count", f"{len(results)} results for 1 task")
+        return results[0]
+
+
+@dataclass
+class Outcome:
+    """Counts of a run; ``failed`` keeps (task id, kind of failure, detail) for the summary."""
+
+    version: str = ""
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def summary(self, top: int = 5) -> str:
+        lines = [f"model version {self.version}: {self.done} done, {self.skipped} skipped "
+                 f"(already predicted), {len(self.failed)} failed, of {self.total} tasks"]
+        for kind, count in Counter(kind for _, kind, _ in self.failed).most_common(top):
+            tid, detail = next((tid, detail) for tid, k, detail in self.failed if k == kind)
+            lines.append(f"  {count} x {kind} (e.g. task {tid}: {detail})")
+        return "\n".join(lines)
+
+
+def prelabel(client: Any, project: int, predictor: Predictor, chunk_size: int = 50, workers: int = 2,
+             model_version: str | None = None, progress: bool | None = None, outcome: Outcome | None = None) -> Outcome:
+    """1. learn the version, 2. list tasks, 3. skip predicted ones, 4. predict + store chunk by chunk."""
+    outcome = outcome if outcome is not None else Outcome()
+    outcome.version = model_version or predictor.version()
+    tasks = list(ls_client.iter_tasks(client, project))
+    have = ls_client.predicted_task_ids(client, project, outcome.version)
+    todo = [task for task in tasks if task["id"] not in have]
+    outcome.total, outcome.skipped = len(tasks), len(tasks) - len(todo)
+    log.info("%d tasks, %d already predicted by %s, %d to do", len(tasks), outcome.skipped, outcome.version, len(todo))
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prelabel") as pool, \
+            bar(None, "predict", "task", total=len(todo), show=progress) as progress_bar:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start:start + chunk_size]
+            predictions = list(pool.map(lambda task: _predict(predictor, task, outcome), chunk))
+            _store(client, project, [p for p in predictions if p is not None], outcome)
+            progress_bar.update(len(chunk))
+    return outcome
+
+
+def _predict(predictor: Predictor, task: dict[str, Any], outcome: Outcome) -> dict[str, Any] | None:
+    """The prediction ready to store, or None with the reason recorded."""
+    try:
+        answer = predictor.predict(task)
+        if not isinstance(answer, dict) or not isinstance(answer.get("result"), list):
+            raise RuntimeError("the prediction has no result list")
+    except Exception as exc:
+        outcome.failed.append((task["id"], *_reason("predict", exc)))
+        return None
+    if answer.get("model_version") and answer["model_version"] != outcome.version:
+        log.warning("task %s: backend labelled its prediction %r, stored as %r so reruns can skip it",
+                    task["id"], answer["model_version"], outcome.version)
+    return {"task": task["id"], "result": answer["result"], "score": answer.get("score"),
+            "model_version": outcome.version}
+
+
+def _store(client: Any, project: int, predictions: list[dict[str, Any]], outcome: Outcome) -> None:
+    """One request per chunk; if Label Studio refuses it, one by one to find the bad one."""
+    try:
+        ls_client.store_predictions(client, project, predictions)
+        outcome.done += len(predictions)
+        return
+    except Exception as exc:
+        if getattr(exc, "status_code", None) is None:
+            raise  # Label Studio unreachable: stop; a rerun resumes (one by one would only time out 50 times)
+        log.warning("storing a chunk of %d failed (%s); storing one by one", len(predictions),
+                    ls_client.error_text(exc))
+    for prediction in predictions:
+        try:
+            ls_client.store_prediction(client, prediction)
+            outcome.done += 1
+        except Exception as exc:
+            outcome.failed.append((prediction["task"], *_reason("store", exc)))
+
+
+def _reason(stage: str, exc: Exception) -> tuple[str, str]:
+    """(kind, detail): failures of one kind are counted together, the detail shows one example."""
+    status = getattr(exc, "status_code", None)  # an SDK ApiError: Label Studio refused
+    kind = (getattr(exc, "summary", None) or (f"Label Studio answered {status}" if status else type(exc).__name__))
+    detail = getattr(exc, "message", None) or (str(getattr(exc, "body", "")) if status else str(exc))
+    return f"{stage}: {kind}", str(detail)[:200]

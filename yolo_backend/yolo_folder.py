@@ -1,0 +1,132 @@
+"""Reading a folder of images with YOLO text labels, in the layouts people actually have.
+
+Layouts found by one rule per image, so mixed trees work too:
+- Ultralytics: ``images/<split>/a.jpg`` with ``labels/<split>/a.txt`` (the last ``images``
+  folder of the path swapped for ``labels``);
+- split folders: ``train/a.jpg`` or ``train/images/a.jpg`` with ``train/labels/a.txt``;
+- flat: ``a.jpg`` beside ``a.txt``.
+Class names come from ``data.yaml`` (list or mapping), ``classes.txt``, or the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import yaml
+from PIL import Image, UnidentifiedImageError
+
+from .convert import YoloBox, parse_yolo_line
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+NAME_FILES = ("data.yaml", "dataset.yaml", "data.yml", "classes.txt", "labels/classes.txt")
+EXIF_ORIENTATION = 0x0112
+SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # transposed or rotated by 90/270 degrees
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of the folder, its label file (None when there is none) and its split name."""
+
+    image: Path
+    label: Path | None
+    split: str
+
+
+def find_samples(root: Path) -> list[Sample]:
+    """Every image under ``root`` (sorted, so runs are reproducible) with its label file."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder: give the folder holding the images and labels")
+    samples = []
+    for image in sorted(_images(root)):
+        relative = image.relative_to(root)
+        samples.append(Sample(image, _label_for(image, relative), _split_of(relative)))
+    return samples
+
+
+def _images(root: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and "labels" not in path.relative_to(root).parts:
+            yield path
+
+
+def _label_for(image: Path, relative: Path) -> Path | None:
+    """The first existing label file among the layouts' conventions."""
+    parts = relative.parts
+    candidates = []
+    if "images" in parts[:-1]:
+        index = len(parts) - 2 - parts[-2::-1].index("images")  # the last "images" folder
+        swapped = Path(*parts[:index], "labels", *parts[index + 1:]).with_suffix(".txt")
+        candidates.append(image.parents[len(parts) - 1] / swapped)
+    candidates += [image.parent / "labels" / f"{image.stem}.txt", image.with_suffix(".txt")]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _split_of(relative: Path) -> str:
+    """``images/<split>/x`` -> split; ``<split>/[images/]x`` -> split; a flat folder -> ''."""
+    folders = relative.parts[:-1]
+    if folders and folders[0] == "images":
+        return folders[1] if len(folders) > 1 else ""
+    return folders[0] if folders else ""
+
+
+def read_labels(path: Path) -> list[tuple[YoloBox, float | None]]:
+    """Boxes of one label file with their score (a detector's 6th column, else None).
+
+    ValueError naming the line when one is malformed or out of range.
+    """
+    boxes = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            box = parse_yolo_line(line)
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+        if box.class_id < 0 or box.w < 0 or box.h < 0:
+            raise ValueError(f"line {number}: negative class or size in {line.strip()!r}")
+        if not all(-0.01 <= v <= 1.01 for v in (box.cx, box.cy, box.w, box.h)):
+            raise ValueError(f"line {number}: coordinates must be relative (0..1), got {line.strip()!r}")
+        columns = line.split()
+        boxes.append((box, float(columns[5]) if len(columns) == 6 else None))
+    return boxes
+
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    """(width, height) as a browser shows the image: EXIF orientations 5-8 swap the sides.
+
+    Reads the header only, so thousands of images are sized without decoding them;
+    ``media.open_image`` decodes and agrees (tested).
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a readable image: {exc}") from None
+    return (height, width) if orientation in SWAPPING_ORIENTATIONS else (width, height)
+
+
+def class_names(root: Path, given: Sequence[str] | None = None) -> dict[int, str]:
+    """Class index -> name: given names win, then the first name file found in ``root``."""
+    if given:
+        return dict(enumerate(given))
+    for name in NAME_FILES:
+        path = Path(root) / name
+        if path.is_file():
+            return _names_from(path)
+    raise FileNotFoundError(
+        f"no data.yaml or classes.txt in {root}: add one, or pass the names with --classes person,car,...")
+
+
+def _names_from(path: Path) -> dict[int, str]:
+    if path.suffix == ".txt":
+        return dict(enumerate(line.strip() for line in path.read_text().splitlines() if line.strip()))
+    names = (yaml.safe_load(path.read_text()) or {}).get("names")
+    if isinstance(names, list):
+        return dict(enumerate(str(n) for n in names))
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in names.items()}
+    raise ValueError(f"{path} has no 'names' list or mapping: add names: [cat, dog] or pass --classes")
