@@ -14,7 +14,8 @@ ENV PYTHONUNBUFFERED=1 \
     THREADS=8 \
     MODEL_ROOT=/models \
     MODEL_DIR=/data/models \
-    YOLO_CONFIG_DIR=/tmp/ultralytics
+    YOLO_CONFIG_DIR=/tmp/ultralytics \
+    YOLO_OFFLINE=1
 
 # OpenCV (pulled in by Ultralytics) needs libGL and GLib at import time.
 # hadolint ignore=DL3008

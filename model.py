@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -76,7 +78,7 @@ class YOLOBackend:
         self.media = media or MediaFetcher(
             auth, DiskCache(settings.cache_dir, settings.cache_max_mb * 2**20),
             local_root=settings.local_files_document_root, timeout=settings.http_timeout,
-            max_pixels=settings.max_image_pixels,
+            max_pixels=settings.max_image_pixels, allowed_hosts=settings.media_allowed_hosts,
         )
         self._pool = ThreadPoolExecutor(max_workers=settings.fetch_workers, thread_name_prefix="fetch")
 
@@ -96,7 +98,7 @@ class YOLOBackend:
     def _served(self, spec: label_config.ControlSpec, pid: str | None, wait: bool = True) -> ServedModel | None:
         if spec.model_path:
             return self.store.for_control(spec.model_path)
-        if not wait and not self.store._ready.is_set():
+        if not wait and not self.store.ready:
             return None
         return self.store.for_project(pid)
 
@@ -107,59 +109,80 @@ class YOLOBackend:
         specs = label_config.parse(label_config_xml)
         pid = project_id(project)
         models = {spec: self._served(spec, pid) for spec in specs}
-        images, failures = self._fetch_all(tasks, specs)
+        targets = {spec: self._target(spec, served) for spec, served in models.items()}
+        regions: list[list[dict[str, Any]]] = [[] for _ in tasks]
+        versions = "+".join(sorted({served.version for served in models.values()}))
+        failures: list[MediaError] = []
+        # Images arrive in groups while the next ones are fetched and decoded: inference overlaps
+        # I/O, and at most a window of decoded images is held, however many tasks come.
+        for group in self._fetch_groups(tasks, specs, failures):
+            for spec, served in models.items():
+                jobs = [job for job in group if job.spec == spec]
+                target = targets[spec]
+                if served.detector is None or target is None or not jobs:
+                    continue
+                started = time.perf_counter()
+                found = served.detector.detect([job.image.pixels for job in jobs], conf=target.threshold)
+                per_image = (time.perf_counter() - started) / len(jobs)
+                for job, detections in zip(jobs, found):
+                    self.metrics.inference.observe(per_image)
+                    regions[job.task_index] += convert.detections_to_regions(
+                        detections, [target], job.image.width, job.image.height)
         if failures and len(tasks) == 1:
             raise failures[0]
-        regions: list[list[dict[str, Any]]] = [[] for _ in tasks]
-        versions: list[set[str]] = [set() for _ in tasks]
-        for spec, served in models.items():
-            jobs = [job for job in images if job.spec == spec]
-            for index in range(len(tasks)):
-                versions[index].add(served.version)
-            if served.detector is None or not jobs:
-                continue
-            target = convert.Target(
-                spec.from_name, spec.to_name, spec.kind,
-                labels=label_config.map_classes(spec, served.detector.names),
-                threshold=spec.threshold if spec.threshold is not None else self.settings.model_score_threshold,
-            )
-            if not target.labels:
-                continue
-            started = time.perf_counter()
-            found = served.detector.detect([job.image.pixels for job in jobs], conf=target.threshold)
-            per_image = (time.perf_counter() - started) / len(jobs)
-            for job, detections in zip(jobs, found):
-                self.metrics.inference.observe(per_image)
-                regions[job.task_index] += convert.detections_to_regions(
-                    detections, [target], job.image.width, job.image.height)
         failed = {id(f.task) for f in failures}  # type: ignore[attr-defined]
         self.metrics.tasks.labels("failed").inc(len(failed))
         self.metrics.tasks.labels("ok").inc(len(tasks) - len(failed))
-        return [convert.task_prediction(regions[i], "+".join(sorted(versions[i]))) for i in range(len(tasks))]
+        return [convert.task_prediction(regions[i], versions) for i in range(len(tasks))]
 
-    def _fetch_all(self, tasks: list[dict[str, Any]], specs: tuple[label_config.ControlSpec, ...]
-                   ) -> tuple[list[_Job], list[MediaError]]:
-        """Fetch and decode every image concurrently; failures are logged per task, not raised."""
-        futures = []
+    def _target(self, spec: label_config.ControlSpec, served: ServedModel) -> convert.Target | None:
+        """Where one control's results go; None when the model knows none of its labels."""
+        if served.detector is None:
+            return None
+        target = convert.Target(
+            spec.from_name, spec.to_name, spec.kind,
+            labels=label_config.map_classes(spec, served.detector.names),
+            threshold=spec.threshold if spec.threshold is not None else self.settings.model_score_threshold,
+        )
+        return target if target.labels else None
+
+    def _fetch_groups(self, tasks: list[dict[str, Any]], specs: tuple[label_config.ControlSpec, ...],
+                      failures: list[MediaError], group_size: int = 8) -> Iterator[list[_Job]]:
+        """Decoded images in task order, in groups, fetching up to ``2 * FETCH_WORKERS`` ahead.
+
+        Failures are logged per task and appended to ``failures``, not raised.
+        """
+        pairs = []
         for index, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 raise BadRequest(f"tasks[{index}] must be an object with a 'data' object")
-            for spec in specs:
-                url = task["data"].get(spec.data_key)
-                futures.append((index, task, spec, url, self._pool.submit(self._load, url, task.get("id"))))
-        jobs: list[_Job] = []
-        failures: list[MediaError] = []
-        for index, task, spec, url, future in futures:
+            pairs += [(index, task, spec, task["data"].get(spec.data_key)) for spec in specs]
+        window = max(2 * self.settings.fetch_workers, group_size)
+        ahead: deque = deque()
+        group: list[_Job] = []
+        for position in range(len(pairs)):
+            while len(ahead) < window and position + len(ahead) < len(pairs):
+                index, task, spec, url = pairs[position + len(ahead)]
+                ahead.append(self._pool.submit(self._load, url, task.get("id")))
+            index, task, spec, url = pairs[position]
             try:
-                jobs.append(_Job(index, spec, future.result()))
+                group.append(_Job(index, spec, ahead.popleft().result()))
             except BackendError as exc:
-                error = exc if isinstance(exc, MediaError) else MediaError(str(exc))
-                error.task = task  # type: ignore[attr-defined]
-                failures.append(error)
-                self.metrics.errors.labels(exc.kind).inc()
-                host = url_host(url) if isinstance(url, str) else "-"
-                log.warning("task %s: image %r from %s failed: %s", task.get("id"), spec.data_key, host, exc)
-        return jobs, failures
+                failures.append(self._failed(exc, task, spec, url))
+            if len(group) == group_size:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def _failed(self, exc: BackendError, task: dict[str, Any], spec: label_config.ControlSpec,
+                url: Any) -> MediaError:
+        error = exc if isinstance(exc, MediaError) else MediaError(str(exc))
+        error.task = task  # type: ignore[attr-defined]
+        self.metrics.errors.labels(exc.kind).inc()
+        host = url_host(url) if isinstance(url, str) else "-"
+        log.warning("task %s: image %r from %s failed: %s", task.get("id"), spec.data_key, host, exc)
+        return error
 
     def _load(self, url: Any, task_id: Any) -> LoadedImage:
         started = time.perf_counter()

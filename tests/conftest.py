@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.label_studio import label_studio  # noqa: F401  (session fixture: a real Label Studio)
+
 os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics: no update checks or downloads in tests
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,9 +26,10 @@ def root(tmp_path: Path) -> Path:
 
 
 def fetcher(tmp_path: Path, base_url: str = "http://127.0.0.1:9", local_root: str = "", key: str = TOKEN,
-            max_pixels: int = 10_000_000) -> MediaFetcher:
+            max_pixels: int = 10_000_000, allowed_hosts: str = "") -> MediaFetcher:
     cache = DiskCache(tmp_path / "cache", 10 * 2**20)
-    return MediaFetcher(LabelStudioAuth(base_url, key), cache, local_root=local_root, timeout=5, max_pixels=max_pixels)
+    return MediaFetcher(LabelStudioAuth(base_url, key), cache, local_root=local_root, timeout=5, max_pixels=max_pixels,
+                        allowed_hosts=allowed_hosts)
 
 
 def test_local_files_are_read_from_the_document_root(tmp_path: Path, root: Path) -> None:
@@ -74,7 +75,7 @@ def test_label_studio_paths_are_downloaded_with_the_token_and_cached(tmp_path: P
 def test_wrong_token_gives_a_clear_error(tmp_path: Path, root: Path) -> None:
     server = ImageServer(root, token=TOKEN)
     try:
-        with pytest.raises(MediaError, match="401.*LABEL_STUDIO_API_KEY"):
+        with pytest.raises(MediaError, match=r"401.*LABEL_STUDIO_API_KEY"):
             fetcher(tmp_path, base_url=server.url, key="f" * 40).load("/data/upload/sub/a.png")
     finally:
         server.close()
@@ -83,7 +84,9 @@ def test_wrong_token_gives_a_clear_error(tmp_path: Path, root: Path) -> None:
 def test_foreign_hosts_never_receive_the_token(tmp_path: Path, root: Path) -> None:
     server = ImageServer(root)
     try:
-        fetcher(tmp_path, base_url="http://127.0.0.1:9").load(f"{server.url}/sub/a.png")
+        # a second loopback server is private: reachable only when MEDIA_ALLOWED_HOSTS names it
+        host_port = server.url.split("//")[1]
+        fetcher(tmp_path, base_url="http://127.0.0.1:9", allowed_hosts=host_port).load(f"{server.url}/sub/a.png")
         assert "Authorization" not in server.requests[0][1]
     finally:
         server.close()

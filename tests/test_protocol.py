@@ -65,7 +65,7 @@ def predict(client: FlaskClient, tasks: list, **extra: Any):
 
 
 def test_health_and_setup_answer_at_once_while_the_model_loads(make_client) -> None:
-    client, _, backend = make_client(load_seconds=30)
+    client, _, _backend = make_client(load_seconds=30)
     started = time.perf_counter()
     health = client.get("/health")
     setup = client.post("/setup", json={"project": "3.1700000000", "schema": CONFIG})
@@ -202,6 +202,7 @@ def test_basic_auth_protects_everything_but_health_and_webhook(make_client) -> N
     assert client.post("/setup", json={"schema": CONFIG}).status_code == 401
     wrong = {"Authorization": "Basic " + base64.b64encode(b"ann:nope").decode()}
     assert client.get("/versions", headers=wrong).status_code == 401
+    assert client.get("/health", headers=wrong).status_code == 401  # Label Studio then says "authentication"
     assert client.post("/setup", json={"schema": CONFIG, "project": "1.1"}, headers=AUTH).status_code == 200
     assert client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}).status_code == 200
 

@@ -65,7 +65,7 @@ def test_same_boxes_as_calling_ultralytics_directly(served, random_model_root: P
     ours = [r for r in answer.json["results"][0]["result"] if r["type"] == "rectanglelabels"]
     direct = YOLO(str(random_model_root / "yolov5nu.pt")).predict(
         str(docs / "1.jpg"), conf=0.0, iou=0.45, max_det=20, imgsz=640, verbose=False)[0]
-    width, height = Image.open(docs / "1.jpg").size
+    width, _height = Image.open(docs / "1.jpg").size
     expected = sorted(round(float(b[0]) / width * 100, 2) for b in direct.boxes.xyxy)
     assert sorted(round(r["value"]["x"], 2) for r in ours) == pytest.approx(expected, abs=0.05)
 
@@ -84,7 +84,7 @@ def test_segmentation_checkpoint_gives_polygons(tmp_path: Path) -> None:
     assert len(outlined) > len(found) // 2, "a segmentation model answers with mask outlines"
     for det in outlined:
         xs, ys = zip(*det.polygon)
-        assert 0 <= min(xs) and max(xs) <= img.width and 0 <= min(ys) and max(ys) <= img.height
+        assert min(xs) >= 0 and max(xs) <= img.width and min(ys) >= 0 and max(ys) <= img.height
 
 
 def test_original_yolov5_checkpoint_gets_a_message_that_says_so(tmp_path: Path) -> None:
@@ -92,8 +92,8 @@ def test_original_yolov5_checkpoint_gets_a_message_that_says_so(tmp_path: Path) 
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "yolo.py").write_text("import torch\nclass Model(torch.nn.Module):\n    pass\n")
-    subprocess.run([sys.executable, "-c", "import torch, models.yolo as y; torch.save({'model': y.Model()}, 'best.pt')"],
-                   cwd=tmp_path / "old", check=True)
+    script = "import torch, models.yolo as y; torch.save({'model': y.Model()}, 'best.pt')"
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "old", check=True)
     with pytest.raises(ModelLoadError, match="original YOLOv5 repository"):
         Detector.load(tmp_path / "old" / "best.pt")
 
@@ -101,5 +101,5 @@ def test_original_yolov5_checkpoint_gets_a_message_that_says_so(tmp_path: Path) 
 def test_a_file_that_is_no_checkpoint_gets_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelLoadError, match="could not load bad.pt"):
+    with pytest.raises(ModelLoadError, match=r"could not load bad\.pt"):
         Detector.load(bad)

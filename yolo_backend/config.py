@@ -45,8 +45,12 @@ SETTINGS: tuple[Var, ...] = (
     Var("MAX_DET", "300", int, "Most detections per image."),
     Var("BATCH_SIZE", "0", int, "Images per inference call; 0 = auto (1 on CPU, where batching is slower; 8 on GPU)."),
     Var("TORCH_THREADS", "0", int, "Torch intra-op threads; 0 = all cores (Ultralytics would leave one idle)."),
+    Var("RUNTIME", "auto", str,
+        "auto (ONNX Runtime, else OpenVINO, else torch), torch, onnx or openvino; exports cached in MODEL_DIR."),
     Var("FETCH_WORKERS", "8", int, "Images of one /predict downloaded or decoded concurrently."),
     Var("HTTP_TIMEOUT", "15", float, "Seconds before an image download or Label Studio call gives up."),
+    Var("MEDIA_ALLOWED_HOSTS", "", str,
+        "Private hosts image URLs may reach besides LABEL_STUDIO_URL: host, host:port or CIDR, comma-separated."),
     Var("CACHE_MAX_MB", "2048", int, "Size bound of the downloaded-image cache in MODEL_DIR/cache."),
     Var("MAX_IMAGE_PIXELS", "100000000", int, "Bigger images are refused as decompression bombs."),
     Var("LOAD_WAIT_SECONDS", "30", float, "How long /predict waits for a loading model before answering 503."),
@@ -55,6 +59,20 @@ SETTINGS: tuple[Var, ...] = (
     Var("WORKERS", "1", int, "gunicorn worker processes (each loads its own model)."),
     Var("THREADS", "8", int, "Threads per worker; inference is serialised per model, fetching is not."),
     Var("LOG_LEVEL", "INFO", str, "DEBUG, INFO, WARNING or ERROR."),
+    Var("TRAIN_EVERY_N", "10", int,
+        "Changed annotations (created/updated/deleted) that start a training run by themselves; 0 = only the button."),
+    Var("TRAIN_EPOCHS", "30", int, "Most epochs per training run (small projects learn in tens of epochs)."),
+    Var("TRAIN_IMGSZ", "640", int, "Training and holdout image size; smaller trains faster on a CPU."),
+    Var("TRAIN_BATCH", "16", int, "Training batch size; -1 lets Ultralytics pick one for the GPU memory."),
+    Var("TRAIN_PATIENCE", "10", int, "Epochs without holdout improvement before a run stops early."),
+    Var("TRAIN_MIN_IMAGES", "10", int, "Labeled images a project needs before a run starts (else: not started)."),
+    Var("TRAIN_HOLDOUT", "0.2", float,
+        "Fraction of tasks (chosen by task id, stable) kept out of training to score models."),
+    Var("TRAIN_THREADS", "0", int, "CPU threads a run may use; 0 = all cores but one, left to the web workers."),
+    Var("TRAIN_TIMEOUT", "7200", int, "Seconds a run may take before it is stopped and recorded as failed."),
+    Var("REDIS_URL", "", str,
+        "When set, runs go to an RQ queue served by `rq worker` processes instead of a local one."),
+    Var("TRAIN_QUEUE", "yolo-training", str, "RQ queue name the web side fills and `rq worker` listens on."),
 )
 
 
@@ -81,8 +99,10 @@ class Settings:
     max_det: int
     batch_size: int
     torch_threads: int
+    runtime: str
     fetch_workers: int
     http_timeout: float
+    media_allowed_hosts: str
     cache_max_mb: int
     max_image_pixels: int
     load_wait_seconds: float
@@ -91,6 +111,17 @@ class Settings:
     workers: int
     threads: int
     log_level: str
+    train_every_n: int
+    train_epochs: int
+    train_imgsz: int
+    train_batch: int
+    train_patience: int
+    train_min_images: int
+    train_holdout: float
+    train_threads: int
+    train_timeout: int
+    redis_url: str
+    train_queue: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -115,6 +146,14 @@ class Settings:
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         if self.imgsz < 32 or self.imgsz % 32:
             raise ValueError("IMGSZ must be a multiple of 32 (at least 32)")
+        if self.runtime not in ("auto", "torch", "onnx", "openvino"):
+            raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
+        if self.train_imgsz < 32 or self.train_imgsz % 32:
+            raise ValueError("TRAIN_IMGSZ must be a multiple of 32 (at least 32)")
+        if not 0.0 < self.train_holdout < 1.0:
+            raise ValueError("TRAIN_HOLDOUT must be between 0 and 1 (e.g. 0.2)")
+        if self.train_every_n < 0 or self.train_min_images < 2:
+            raise ValueError("TRAIN_EVERY_N must be >= 0 and TRAIN_MIN_IMAGES >= 2")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -145,5 +184,19 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def update_readme(path: Path) -> None:
+    """Rewrite the table between the README's settings markers."""
+    text = path.read_text()
+    start, end = "<!-- settings:start -->", "<!-- settings:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{start}\n{markdown_table()}\n{end}{tail}")
+
+
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+
+    if sys.argv[1:] == ["--write-readme"]:
+        update_readme(Path(__file__).resolve().parent.parent / "README.md")
+    else:
+        print(markdown_table())

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 ORIGINAL_YOLOV5_HINT = (
     "{name} looks like a checkpoint of the original YOLOv5 repository (ultralytics/yolov5), which "
     "Ultralytics 8 cannot load. Retrain it with the `ultralytics` package (`yolo train model=yolov5nu.yaml "
-    "data=...`), start from a YOLOv5u checkpoint such as yolov5nu.pt, or export it to ONNX with the old "
-    "repository's export.py and serve the .onnx file."
+    "data=...`) or fine-tune a YOLOv5u checkpoint such as yolov5nu.pt on the same data, then put the "
+    "new .pt file under MODEL_ROOT."
 )
 
 
@@ -49,11 +49,11 @@ def set_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
 
 
-def _load_ultralytics(path: Path):
+def _load_ultralytics(path: Path, task: str | None = None):
     from ultralytics import YOLO
 
     try:
-        return YOLO(str(path))
+        return YOLO(str(path), task=task)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("models", "utils"):
             raise ModelLoadError(ORIGINAL_YOLOV5_HINT.format(name=path.name)) from None
@@ -79,10 +79,13 @@ class Detector:
         self.batch_size = batch_size or (8 if self.half else 1)
         self.name = name
         self.names: dict[int, str] = {int(k): str(v) for k, v in getattr(model, "names", {}).items()}
+        self.runtime = "torch"  # or the exported engine serving it, set by runtime selection
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path, device: str = "auto", torch_threads: int = 0, **options: object) -> Detector:
+    def load(cls, path: Path, device: str = "auto", torch_threads: int = 0, runtime: str = "torch",
+             cache_root: Path | None = None, version: str = "", **options: object) -> Detector:
+        """Load ``path``; with ``cache_root``, serve it through the fastest usable runtime (see runtime.py)."""
         started = time.perf_counter()
         model = _load_ultralytics(path)
         set_torch_threads(torch_threads)  # after the import, which changes it
@@ -90,9 +93,11 @@ class Detector:
         if task not in ("detect", "segment"):
             raise ModelLoadError(f"{path.name} is a {task!r} model; this backend serves detection or segmentation")
         detector = cls(model, device=pick_device(device), name=path.name, **options)  # type: ignore[arg-type]
+        if runtime != "torch" and cache_root is not None:
+            detector = _faster(detector, path, version or path.stem, runtime, cache_root, task)
         detector.warm_up()
-        log.info("loaded %s (%s, %d classes) on %s in %.1f s", path.name, task, len(detector.names),
-                 detector.device, time.perf_counter() - started)
+        log.info("loaded %s (%s, %d classes) on %s with %s in %.1f s", path.name, task, len(detector.names),
+                 detector.device, detector.runtime, time.perf_counter() - started)
         return detector
 
     def warm_up(self) -> None:
@@ -112,6 +117,30 @@ class Detector:
                 results = self.model.predict(source=batch, **options)  # type: ignore[attr-defined]
             out.extend(_detections(r) for r in results)
         return out
+
+
+def _faster(detector: Detector, path: Path, version: str, requested: str, cache_root: Path, task: str) -> Detector:
+    """The same checkpoint on an exported engine, if one is usable and answers as torch does; else torch."""
+    from . import runtime
+
+    choice = runtime.choose(path, version, requested, detector.device, detector.imgsz, cache_root)
+    if choice.runtime == "torch":
+        return detector
+    try:
+        fast = Detector(_load_ultralytics(choice.path, task), device=detector.device, imgsz=detector.imgsz,
+                        iou=detector.iou, max_det=detector.max_det, batch_size=detector.batch_size, name=path.name)
+        fast.runtime = choice.runtime
+        problems = runtime.verify(detector, fast, choice.path)
+    except Exception as exc:  # a broken cached export must not stop the service
+        problems = [f"{type(exc).__name__}: {str(exc)[:300]}"]
+    if problems:
+        log.warning("%s on %s differs from torch or failed (%s); serving with torch", path.name, choice.runtime,
+                    "; ".join(problems[:3]))
+        return detector
+    if fast.names != detector.names:
+        log.warning("%s export lost the class names; serving with torch", choice.runtime)
+        return detector
+    return fast
 
 
 def _detections(result: object) -> list[Detection]:

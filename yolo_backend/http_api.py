@@ -17,6 +17,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import BackendError, BadRequest
+from .openapi import document as openapi_document
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ def create_app(backend: Any) -> Flask:
     @app.before_request
     def _start() -> Response | None:
         g.started = time.perf_counter()
-        if settings.basic_auth and request.path not in OPEN_ROUTES and not _authorized(settings.basic_auth):
+        # /health stays open for probes, but answers 401 to wrong credentials: Label Studio's connect
+        # form then shows its "authentication parameters ... incorrect" error, not a generic one.
+        guarded = request.path not in OPEN_ROUTES or (request.path != "/webhook" and request.authorization is not None)
+        if settings.basic_auth and guarded and not _authorized(settings.basic_auth):
             return _error(401, "unauthorized", "basic auth required", {"WWW-Authenticate": 'Basic realm="yolo"'})
         return None
 
@@ -82,7 +86,8 @@ def create_app(backend: Any) -> Flask:
         body = _json_body()
         tasks = _field(body, "tasks", list)
         config = _field(body, "label_config", str)
-        params = body.get("params") or {}
+        params = body.get("params")
+        params = {} if params is None else params
         if not isinstance(params, dict):
             raise BadRequest("'params' must be an object")
         results = backend.predict(tasks, context=params.get("context"), project=body.get("project"),
@@ -93,17 +98,52 @@ def create_app(backend: Any) -> Flask:
     def webhook() -> Response:
         body = _json_body()
         action = _field(body, "action", str)
-        return jsonify(backend.fit(action, body))
+        return jsonify(_per_project(lambda _: backend.fit(action, body), ""))  # bad project id: 400
 
     @app.get("/versions")
     def versions() -> Response:
-        return jsonify(versions=backend.versions(request.args.get("project")))
+        project = request.args.get("project")
+        history = getattr(backend.trainer, "history", None)
+        if project and history is not None:  # a project's trained versions, with holdout metrics
+            return jsonify(_per_project(history, project))
+        return jsonify(versions=backend.versions(project))
+
+    @app.get("/training/status")
+    def training_status() -> Response:
+        project = request.args.get("project")
+        if not project:
+            raise BadRequest("add ?project=<Label Studio project id>")
+        return jsonify(_per_project(backend.trainer.status, project))
+
+    @app.post("/training/rollback")
+    def training_rollback() -> Response:
+        body = _json_body()
+        rollback = getattr(backend.trainer, "rollback", None)
+        if rollback is None:
+            raise BadRequest("training is not enabled in this service")
+        project, version = str(body.get("project", "")), _field(body, "version", str)
+        try:
+            return jsonify(_per_project(lambda p: rollback(p, version), project))
+        except (KeyError, FileNotFoundError) as exc:
+            raise BadRequest(str(exc).strip("'\"")) from None
 
     @app.get("/metrics")
     def prometheus() -> Response:
         return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
 
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(openapi_document(auth=settings.basic_auth is not None))
+
     return app
+
+
+def _per_project(call: Any, project: str) -> Any:
+    """``call(project)``, a malformed project id answered 400 instead of 500."""
+    try:
+        return call(project)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _authorized(expected: tuple[str, str]) -> bool:
@@ -124,7 +164,10 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # json.loads gives up on deep nesting with this, not a ValueError
+        raise BadRequest("the JSON body is nested too deeply") from None
     if body is None:
         raise BadRequest("the request body must be JSON (Content-Type: application/json)")
     if not isinstance(body, dict):

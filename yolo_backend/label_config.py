@@ -88,7 +88,10 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
         if kind is None or _attr(control, "model_skip") in ("true", "True", "1"):
             continue
         for to_name in control.to_name or []:
-            obj = interface.get_object(to_name)
+            try:
+                obj = interface.get_object(to_name)
+            except Exception:  # the SDK raises a bare Exception when toName names no tag
+                obj = None
             if obj is None or obj.tag != "Image":
                 continue
             value = obj.value or ""

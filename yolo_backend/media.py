@@ -15,22 +15,30 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import numpy as np
 import requests
+import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MediaAccessDenied, MediaError
+from .image_modes import to_rgb
 from .ls_auth import LabelStudioAuth
+from .url_policy import CheckedAdapter, UrlPolicy
 
 log = logging.getLogger(__name__)
 
 CLOUD_SCHEMES = ("s3", "gs", "gcs", "azure-blob")
 MAX_DOWNLOAD_BYTES = 200 * 1024 * 1024
 CHUNK = 1 << 16
+RETRY_STATUSES = (502, 503, 504)  # a restarting or overloaded Label Studio / proxy: worth another try
+RETRY_BACKOFF_S = (0.5, 1.5)  # two retries; the whole /predict must stay far below Label Studio's 100 s
+MAX_REDIRECTS = 5  # each hop is checked against the URL policy again
+CONNECT_TIMEOUT = 5.0  # a host that never accepts fails fast; HTTP_TIMEOUT bounds each read
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,10 @@ def url_host(url: str) -> str:
 
 def within(root: Path, candidate: Path) -> Path:
     """``candidate`` resolved (symlinks followed), refused unless it stays inside ``root``."""
-    resolved = candidate.resolve()
+    try:
+        resolved = candidate.resolve()
+    except (ValueError, OSError, RuntimeError) as exc:  # NUL bytes; symlink loops (RuntimeError before 3.13)
+        raise MediaAccessDenied(f"unusable path {candidate.name!r}: {exc}") from None
     if not resolved.is_relative_to(root.resolve()):
         raise MediaAccessDenied(f"path {candidate.name!r} resolves outside the allowed root")
     return resolved
@@ -65,17 +76,21 @@ def open_image(path: Path, max_pixels: int) -> Image.Image:
             img.seek(0)  # first frame of animations
             img.load()
             upright = ImageOps.exif_transpose(img)
-            return upright.convert("RGB")
+            return to_rgb(upright)
     except MediaError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, ImportError) as exc:
+        # ImportError: Ultralytics patches Image.open to load pi-heif on unknown files (a requirement; belt and braces)
         raise MediaError(f"not a readable image: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(f"corrupt or truncated image: {exc}") from None
 
 
 def to_bgr(img: Image.Image) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
+    """OpenCV's channel swap: 0.3 ms for a 640x480 photo, where a numpy reversed-stride copy took 12 ms."""
+    import cv2
+
+    return cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2BGR)
 
 
 class DiskCache:
@@ -138,13 +153,17 @@ class MediaFetcher:
         local_root: str = "",
         timeout: float = 15.0,
         max_pixels: int = 100_000_000,
+        allowed_hosts: str = "",
     ) -> None:
         self.auth = auth
         self.cache = cache
         self.local_root = Path(local_root).resolve() if local_root else None
         self.timeout = timeout
         self.max_pixels = max_pixels
+        self.policy = UrlPolicy.build(auth.base_url, allowed_hosts)
         self._session = requests.Session()
+        for prefix in ("http://", "https://"):
+            self._session.mount(prefix, CheckedAdapter(self.policy))
 
     def load(self, url: str, task_id: object = None) -> LoadedImage:
         img = open_image(self.local_path(url, task_id), self.max_pixels)
@@ -195,24 +214,39 @@ class MediaFetcher:
         raise MediaError(f"unsupported image URL scheme {scheme or url[:20]!r}")
 
     def _download(self, url: str, task_id: object) -> iter[bytes]:  # type: ignore[valid-type]
-        target, to_label_studio = self._resolve(url, task_id)
-        for attempt in (1, 2):
-            headers = self.auth.header() if to_label_studio else {}
-            try:
-                answer = self._session.get(target, headers=headers, timeout=self.timeout, stream=True)
-            except requests.RequestException as exc:
-                raise MediaError(f"could not download from {url_host(target)}: {type(exc).__name__}") from None
-            if answer.status_code == 401 and to_label_studio and attempt == 1:
-                self.auth.invalidate()
-                answer.close()
-                continue
-            break
+        start, _ = self._resolve(url, task_id)
+        refreshed = False
+        for backoff in (*RETRY_BACKOFF_S, None):
+            answer, target = self._get_following_redirects(start)
+            if answer.status_code == 401 and _same_origin(target, self.auth.base_url) and not refreshed:
+                self.auth.invalidate()  # an expired access token: refresh once
+                refreshed = True
+            elif answer.status_code not in RETRY_STATUSES or backoff is None:
+                break
+            answer.close()
+            time.sleep(backoff or 0)
         if answer.status_code in (401, 403):
             hint = "set LABEL_STUDIO_API_KEY" if not self.auth.configured else "check LABEL_STUDIO_API_KEY"
             raise MediaError(f"{url_host(target)} answered {answer.status_code} for the image: {hint}")
         if answer.status_code != 200:
             raise MediaError(f"{url_host(target)} answered HTTP {answer.status_code} for the image")
-        return _bounded(answer)
+        return _bounded(answer, time.monotonic() + 4 * self.timeout)
+
+    def _get_following_redirects(self, target: str) -> tuple[requests.Response, str]:
+        """GET with redirects followed by hand: every hop passes the URL policy, the token only goes to LS."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            self.policy.check_url(target)
+            headers = self.auth.header() if _same_origin(target, self.auth.base_url) else {}
+            try:
+                answer = self._session.get(target, headers=headers, stream=True, allow_redirects=False,
+                                           timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout))
+            except requests.RequestException as exc:
+                raise MediaError(f"could not download from {url_host(target)}: {type(exc).__name__}") from None
+            if not answer.is_redirect:
+                return answer, target
+            answer.close()
+            target = urljoin(target, answer.headers["Location"])
+        raise MediaError(f"more than {MAX_REDIRECTS} redirects fetching the image from {url_host(target)}")
 
 
 def _same_origin(url: str, base: str) -> bool:
@@ -220,11 +254,17 @@ def _same_origin(url: str, base: str) -> bool:
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
-def _bounded(answer: requests.Response):
+def _bounded(answer: requests.Response, deadline: float):
+    """The body in chunks, refused past MAX_DOWNLOAD_BYTES or the deadline (a server dribbling bytes)."""
     total = 0
     with answer:
-        for chunk in answer.iter_content(CHUNK):
-            total += len(chunk)
-            if total > MAX_DOWNLOAD_BYTES:
-                raise MediaError(f"image larger than {MAX_DOWNLOAD_BYTES // 2**20} MB")
-            yield chunk
+        try:
+            while chunk := answer.raw.read1(CHUNK, decode_content=True):  # what arrived: deadline checked often
+                total += len(chunk)
+                if total > MAX_DOWNLOAD_BYTES:
+                    raise MediaError(f"image larger than {MAX_DOWNLOAD_BYTES // 2**20} MB")
+                if time.monotonic() > deadline:
+                    raise MediaError(f"{url_host(answer.url)} sent the image too slowly (over 4 x HTTP_TIMEOUT)")
+                yield chunk
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise MediaError(f"download from {url_host(answer.url)} broke off: {type(exc).__name__}") from None

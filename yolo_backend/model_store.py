@@ -73,6 +73,8 @@ class ModelStore:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._detectors: dict[Path, Detector] = {}
+        self._loading: dict[Path, threading.Lock] = {}
+        self._project_paths: dict[str, Path] = {}  # project -> checkpoint it serves now
         self._versions: dict[Path, str] = {}
         self.state = ModelState.LOADING
         self.message = "loading"
@@ -114,6 +116,11 @@ class ModelStore:
         finally:
             self._ready.set()
 
+    @property
+    def ready(self) -> bool:
+        """The base model settled (loaded, missing or failed): lookups no longer block."""
+        return self._ready.is_set()
+
     def wait(self, timeout: float) -> None:
         """Block until the base model settled; ModelNotReady (503) after ``timeout``."""
         if not self._ready.wait(timeout):
@@ -127,16 +134,40 @@ class ModelStore:
 
     # -- lookups ------------------------------------------------------------
     def _get(self, path: Path) -> ServedModel:
+        """The loaded model at ``path``, loading it once; other checkpoints keep serving meanwhile."""
         path = path.resolve()
         with self._lock:
-            detector = self._detectors.get(path)
-            if detector is None:
-                options = dict(imgsz=self.settings.imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
-                               batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads)
-                detector = self._loader(path, device=self.settings.device, **options)
+            if path in self._detectors:
+                return ServedModel(self._detectors[path], self._versions[path])
+            loading = self._loading.setdefault(path, threading.Lock())
+        with loading:  # one load per path, without holding up requests for other models
+            with self._lock:
+                if path in self._detectors:
+                    return ServedModel(self._detectors[path], self._versions[path])
+            version = checkpoint_version(path)
+            options = dict(imgsz=self.settings.imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
+                           batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads)
+            # The exported engine (runtime.py) is cached per version, so new weights get a fresh export.
+            runtime = dict(runtime=self.settings.runtime, version=version,
+                           cache_root=self.settings.model_dir_path / "runtime")
+            detector = self._loader(path, device=self.settings.device, **options, **runtime)
+            with self._lock:
                 self._detectors[path] = detector
-                self._versions[path] = checkpoint_version(path)
-            return ServedModel(detector, self._versions[path])
+                self._versions[path] = version
+            return ServedModel(detector, version)
+
+    def _retire(self, project: str, path: Path) -> None:
+        """Forget a project's previous checkpoint once a newer one serves, so memory stays flat."""
+        path = path.resolve()
+        with self._lock:
+            old = self._project_paths.get(project)
+            self._project_paths[project] = path
+            if old is None or old == path or old == self.base_path or old in self._project_paths.values():
+                return
+            self._detectors.pop(old, None)
+            self._versions.pop(old, None)
+            self._loading.pop(old, None)
+            log.info("project %s: unloaded %s, replaced by %s", project, old.name, path.name)
 
     def base(self) -> ServedModel:
         self.wait(self.settings.load_wait_seconds)
@@ -158,6 +189,7 @@ class ModelStore:
             return self.base()
         path, version = trained
         served = self._get(path)
+        self._retire(project, path)  # type: ignore[arg-type]
         return ServedModel(served.detector, version)
 
     def use_project_models(self, lookup: Callable[[str], tuple[Path, str] | None]) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *args, server_state: dict, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, server_state: dict, **kwargs) -> None:
         self.state = server_state
         super().__init__(*args, **kwargs)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.state["requests"].append((self.path, dict(self.headers)))
         token = self.state.get("token")
         if token and self.headers.get("Authorization") != f"Token {token}":
