@@ -12,12 +12,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from model import YOLOBackend
-from tests.support.standin import standin_store
+from tests.support.standin import CAR_CONFIG, standin_store
 from yolo_backend.config import Settings
 from yolo_backend.http_api import create_app
 
-CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-          '<Label value="Car"/></RectangleLabels></View>')
+CONFIG = CAR_CONFIG
 
 STORED = (120, 80)  # stored pixels: width, height
 STORED_BOX = (10, 5, 40, 25)  # x1, y1, x2, y2 in stored pixels

@@ -6,7 +6,6 @@ Each test is one row of the faults table in docs/hardening.md.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import signal
@@ -24,20 +23,18 @@ from PIL import Image
 from tests.support.backend_server import start_backend
 from tests.support.hostile_server import HostileServer
 from tests.support.live_app import LiveApp
+from tests.support.standin import CAR_CONFIG, png_bytes
 from yolo_backend.config import Settings
 from yolo_backend.errors import MediaError
 from yolo_backend.ls_auth import LabelStudioAuth
 from yolo_backend.media import DiskCache, MediaFetcher
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
-CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-          '<Label value="Car"/></RectangleLabels></View>')
+CONFIG = CAR_CONFIG
 
 
 def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (8, 6), "red").save(out, "PNG")
-    return out.getvalue()
+    return png_bytes((8, 6))
 
 
 def fetcher(tmp_path: Path, base_url: str, timeout: float = 2) -> MediaFetcher:

@@ -15,9 +15,9 @@ import requests
 from PIL import Image, ImageDraw
 
 from tests.support.live_app import LiveApp, assert_healthy
+from tests.support.standin import CAR_CONFIG
 
-CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-          '<Label value="Car"/></RectangleLabels></View>')
+CONFIG = CAR_CONFIG
 TWO_IMAGES = ('<View><Image name="front" value="$front"/><Image name="back" value="$back"/>'
               '<RectangleLabels name="f" toName="front"><Label value="Car"/></RectangleLabels>'
               '<RectangleLabels name="b" toName="back"><Label value="Car"/></RectangleLabels></View>')

@@ -17,10 +17,10 @@ import requests
 from PIL import Image, ImageDraw
 
 from tests.support.live_app import LiveApp, assert_healthy
+from tests.support.standin import CAR_CONFIG
 from yolo_backend.media import open_image
 
-CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-          '<Label value="Car"/></RectangleLabels></View>')
+CONFIG = CAR_CONFIG
 RED = (255, 0, 0)
 BOX = (10, 10, 30, 30)  # the red square, x1 y1 x2 y2 exclusive
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import socket
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from tests.support.hostile_server import HostileServer
+from tests.support.standin import png_bytes
 from yolo_backend import url_policy
 from yolo_backend.errors import MediaAccessDenied, MediaError
 from yolo_backend.ls_auth import LabelStudioAuth
@@ -22,9 +21,7 @@ TOKEN = "0123456789abcdef0123456789abcdef01234567"
 
 
 def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (8, 6), "red").save(out, "PNG")
-    return out.getvalue()
+    return png_bytes((8, 6))
 
 
 def fetcher(tmp_path: Path, base_url: str = "http://127.0.0.1:9", allowed: str = "",

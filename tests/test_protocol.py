@@ -12,12 +12,11 @@ from flask.testing import FlaskClient
 from PIL import Image, ImageDraw
 
 from model import YOLOBackend
-from tests.support.standin import ColorBlobDetector, standin_store
+from tests.support.standin import CAR_CONFIG, ColorBlobDetector, standin_store
 from yolo_backend.config import Settings
 from yolo_backend.http_api import create_app
 
-CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-          '<Label value="Car"/></RectangleLabels></View>')
+CONFIG = CAR_CONFIG
 
 
 def red_square(path: Path, size: tuple[int, int] = (200, 100), box: tuple = (20, 10, 60, 50)) -> None:

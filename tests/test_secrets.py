@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import http.server
-import io
 import json
 import sys
 import threading
@@ -21,10 +20,10 @@ from typing import Any
 
 import pytest
 import requests
-from PIL import Image
 
 from tests.support.backend_server import start_backend
 from tests.support.live_app import LiveApp
+from tests.support.standin import CAR_CONFIG, png_bytes
 
 LEGACY = "5ec4e7f00d5ec4e7f00d5ec4e7f00d5ec4e7f00d"
 PAT = ("eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCIsImV4cCI6NDEwMjQ0NDgwMH0."
@@ -34,14 +33,11 @@ ACCESS = ("eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIiwiZXhwIjo0MTAyNDQ0
 BASIC_PASS = "b4sic-Pass-s3cret"
 WRONG_PASS = "wr0ng-Pass-s3cret"
 URL_TOKEN = "urlT0kenS3cretValue"
-CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-          '<Label value="Car"/></RectangleLabels></View>')
+CONFIG = CAR_CONFIG
 
 
 def png() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (64, 48), "red").save(out, "PNG")
-    return out.getvalue()
+    return png_bytes((64, 48))
 
 
 class FakeLabelStudio(http.server.BaseHTTPRequestHandler):

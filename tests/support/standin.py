@@ -17,6 +17,20 @@ from yolo_backend.convert import Detection
 from yolo_backend.model_store import ModelStore
 
 RED_BGR = (0, 0, 255)
+# The label config the stand-in's classes fit: one box control with the label "Car".
+CAR_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+              '<Label value="Car"/></RectangleLabels></View>')
+
+
+def png_bytes(size: tuple[int, int] = (8, 6), color: str = "red") -> bytes:
+    """A small PNG in memory, for servers that hand out an image."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
 
 
 class ColorBlobDetector:
