@@ -198,23 +198,23 @@ class MediaFetcher:
             raise MediaError(f"local file {relative!r} not found under LOCAL_FILES_DOCUMENT_ROOT")
         return path
 
-    def _resolve(self, url: str, task_id: object) -> tuple[str, bool]:
-        """(absolute URL, whether it goes to Label Studio and so carries its token)."""
+    def _resolve(self, url: str, task_id: object) -> str:
+        """The absolute URL to fetch; whether it carries the token is decided per hop, by origin."""
         scheme = urlsplit(url).scheme.lower()
         base = self.auth.base_url
         if scheme in CLOUD_SCHEMES:
             if task_id is None:
                 raise MediaError(f"{scheme}:// URL needs a task id for Label Studio to presign it")
             encoded = base64.urlsafe_b64encode(url.encode()).decode()
-            return f"{base}/tasks/{task_id}/presign/?fileuri={encoded}", True
+            return f"{base}/tasks/{task_id}/presign/?fileuri={encoded}"
         if scheme in ("http", "https"):
-            return url, _same_origin(url, base)
+            return url
         if scheme == "" and url.startswith("/"):
-            return urljoin(base + "/", url.lstrip("/")), True
+            return urljoin(base + "/", url.lstrip("/"))
         raise MediaError(f"unsupported image URL scheme {scheme or url[:20]!r}")
 
     def _download(self, url: str, task_id: object) -> iter[bytes]:  # type: ignore[valid-type]
-        start, _ = self._resolve(url, task_id)
+        start = self._resolve(url, task_id)
         refreshed = False
         for backoff in (*RETRY_BACKOFF_S, None):
             answer, target = self._get_following_redirects(start)

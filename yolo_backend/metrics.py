@@ -25,9 +25,7 @@ class Metrics:
                                buckets=LATENCY_BUCKETS, registry=r)
         self.errors = Counter("yolo_backend_errors", "Errors by kind", ["kind"], registry=r)
         self.model_ready = Gauge("yolo_backend_model_ready", "1 when the base model is loaded", registry=r)
-        self.training_runs = Counter("yolo_backend_training_runs", "Finished training runs", ["outcome"], registry=r)
-        self.training_epoch = Gauge("yolo_backend_training_epoch", "Current epoch of a running training",
-                                    ["project"], registry=r)
+        # Training gauges come from training.gauges.TrainingCollector: runs live in other processes.
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
