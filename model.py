@@ -18,8 +18,7 @@ from typing import Any, Protocol
 from yolo_backend import convert, label_config
 from yolo_backend.config import Settings
 from yolo_backend.errors import BackendError, BadRequest, MediaError
-from yolo_backend.ls_auth import LabelStudioAuth
-from yolo_backend.media import DiskCache, LoadedImage, MediaFetcher, url_host
+from yolo_backend.media import LoadedImage, MediaFetcher, url_host
 from yolo_backend.metrics import Metrics
 from yolo_backend.model_store import ModelStore, ServedModel
 
@@ -74,12 +73,7 @@ class YOLOBackend:
         self.store = store or ModelStore(settings)
         self.metrics = metrics or Metrics()
         self.trainer: Trainer = trainer or NoTraining()
-        auth = LabelStudioAuth(settings.label_studio_url, settings.label_studio_api_key, settings.http_timeout)
-        self.media = media or MediaFetcher(
-            auth, DiskCache(settings.cache_dir, settings.cache_max_mb * 2**20),
-            local_root=settings.local_files_document_root, timeout=settings.http_timeout,
-            max_pixels=settings.max_image_pixels, allowed_hosts=settings.media_allowed_hosts,
-        )
+        self.media = media or MediaFetcher.from_settings(settings)
         self._pool = ThreadPoolExecutor(max_workers=settings.fetch_workers, thread_name_prefix="fetch")
 
     # -- setup ----------------------------------------------------------------

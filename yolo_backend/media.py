@@ -25,6 +25,7 @@ import requests
 import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .config import Settings
 from .errors import MediaAccessDenied, MediaError
 from .image_modes import to_rgb
 from .ls_auth import LabelStudioAuth
@@ -164,6 +165,14 @@ class MediaFetcher:
         self._session = requests.Session()
         for prefix in ("http://", "https://"):
             self._session.mount(prefix, CheckedAdapter(self.policy))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MediaFetcher:
+        """The fetcher /predict and training share: local-files from disk, downloads cached in MODEL_DIR/cache."""
+        auth = LabelStudioAuth(settings.label_studio_url, settings.label_studio_api_key, settings.http_timeout)
+        return cls(auth, DiskCache(settings.cache_dir, settings.cache_max_mb * 2**20),
+                   local_root=settings.local_files_document_root, timeout=settings.http_timeout,
+                   max_pixels=settings.max_image_pixels, allowed_hosts=settings.media_allowed_hosts)
 
     def load(self, url: str, task_id: object = None) -> LoadedImage:
         img = open_image(self.local_path(url, task_id), self.max_pixels)

@@ -19,6 +19,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 from PIL import Image
 
+from .training.collect import chosen_annotation  # the same rule training uses
+
+__all__ = ["chosen_annotation"]
+
 from .convert import format_yolo_line, region_to_yolo
 from .progress import bar
 from .yolo_folder import IMAGE_SUFFIXES
@@ -37,14 +41,6 @@ class Export:
     def summary(self) -> str:
         per_split = ", ".join(f"{name} {count}" for name, count in sorted(self.splits.items())) or "none"
         return f"{sum(self.splits.values())} images ({per_split}), {self.boxes} boxes; {len(self.left_out)} left out"
-
-
-def chosen_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
-    """The annotation to train on: ground truth first, then the most recent; never a skipped one."""
-    kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
-    if not kept:
-        return None
-    return max(kept, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or ""), a.get("id") or 0))
 
 
 def label_names(tasks: Iterable[dict[str, Any]]) -> list[str]:

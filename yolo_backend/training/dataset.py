@@ -19,8 +19,7 @@ from typing import Any
 from .. import convert, label_config
 from ..config import Settings
 from ..errors import BackendError
-from ..ls_auth import LabelStudioAuth
-from ..media import DiskCache, MediaFetcher, open_image
+from ..media import MediaFetcher, open_image
 from .collect import chosen_annotation
 
 log = logging.getLogger(__name__)
@@ -43,13 +42,6 @@ class Dataset:
     holdout: list[Example]
     skipped: list[str] = field(default_factory=list)  # why some tasks were left out
 
-
-def media_for(settings: Settings) -> MediaFetcher:
-    """The same fetcher /predict uses: local-files from disk, downloads cached in MODEL_DIR/cache."""
-    auth = LabelStudioAuth(settings.label_studio_url, settings.label_studio_api_key, settings.http_timeout)
-    return MediaFetcher(auth, DiskCache(settings.cache_dir, settings.cache_max_mb * 2**20),
-                        local_root=settings.local_files_document_root, timeout=settings.http_timeout,
-                        max_pixels=settings.max_image_pixels, allowed_hosts=settings.media_allowed_hosts)
 
 
 def training_control(config_xml: str) -> label_config.ControlSpec:
@@ -151,7 +143,7 @@ def build_dataset(root: Path, tasks: list[dict[str, Any]], config_xml: str, sett
                   media: MediaFetcher | None = None) -> Dataset:
     """The whole step: choose annotations, fetch upright images, split, write."""
     spec = training_control(config_xml)
-    examples, skipped = collect_examples(tasks, spec, settings, media or media_for(settings))
+    examples, skipped = collect_examples(tasks, spec, settings, media or MediaFetcher.from_settings(settings))
     train, holdout = split(examples, settings.train_holdout)
     labels = list(spec.labels)
     return Dataset(write_dataset(root, train, holdout, labels), labels, train, holdout, skipped)
