@@ -24,14 +24,31 @@ from yolo_backend.model_store import ModelStore, ServedModel
 
 log = logging.getLogger("yolo_backend.model")
 
-TRAINING_EVENTS = ("START_TRAINING", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED",
-                   "PROJECT_UPDATED")
+# What Label Studio 1.23 sends to /webhook that the trainer takes (docs/training.md, "Events Label
+# Studio sends"); any other event is answered "ignored". A delete is ANNOTATIONS_DELETED, also for one.
+TRAINING_EVENTS = ("START_TRAINING", "ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED",
+                   "ANNOTATIONS_DELETED", "TASKS_CREATED", "PROJECT_UPDATED")
+
+
+def changed_annotations(event: str, body: dict[str, Any]) -> int:
+    """How many annotations an event changed: 1 for a single ``annotation``, the length of a bulk list.
+
+    ``ANNOTATIONS_CREATED`` puts its list under the singular key ``annotation``, ``ANNOTATIONS_DELETED``
+    a list of ``{"id": ...}`` under ``annotations``; ``TASKS_CREATED`` (an import) carries only its
+    tasks, each with ``total_annotations`` (imported ones, skipped ones apart).
+    """
+    if event == "TASKS_CREATED":
+        tasks = body.get("tasks")
+        counts = [t.get("total_annotations") for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else []
+        return sum(n for n in counts if isinstance(n, int) and n > 0)
+    carried = body.get("annotations", body.get("annotation"))
+    return len(carried) if isinstance(carried, list) else 1
 
 
 class Trainer(Protocol):
     """What ``fit`` hands events to; the training package provides the real one."""
 
-    def handle(self, event: str, project_id: str) -> dict[str, Any]: ...
+    def handle(self, event: str, project_id: str, changes: int = 1) -> dict[str, Any]: ...
 
     def status(self, project_id: str) -> dict[str, Any]: ...
 
@@ -39,7 +56,7 @@ class Trainer(Protocol):
 class NoTraining:
     """Training not configured: events are acknowledged and dropped."""
 
-    def handle(self, event: str, project_id: str) -> dict[str, Any]:
+    def handle(self, event: str, project_id: str, changes: int = 1) -> dict[str, Any]:
         return {"status": "ignored", "reason": "training is not enabled in this service"}
 
     def status(self, project_id: str) -> dict[str, Any]:
@@ -53,6 +70,11 @@ def project_id(project: Any) -> str | None:
     if project is None or project == "":
         return None
     return str(project).split(".")[0]
+
+
+def _controls(specs: tuple[label_config.ControlSpec, ...]) -> list[tuple[str, str | None]]:
+    """(from_name, model_path) of each control: what decides which checkpoint serves it."""
+    return [(spec.from_name, spec.model_path) for spec in specs]
 
 
 @dataclass
@@ -75,26 +97,52 @@ class YOLOBackend:
         self.trainer: Trainer = trainer or NoTraining()
         self.media = media or MediaFetcher.from_settings(settings)
         self._pool = ThreadPoolExecutor(max_workers=settings.fetch_workers, thread_name_prefix="fetch")
+        self._controls: dict[str | None, list[tuple[str, str | None]]] = {}  # project -> its controls, last seen
+        self._hinted: set[tuple] = set()
 
     # -- setup ----------------------------------------------------------------
     def setup(self, project: Any, label_config_xml: str) -> dict[str, Any]:
-        """Validate the label config (400 naming what is missing) and tell the served version."""
+        """Validate the label config (400 naming what is missing) and tell the served version.
+
+        Answers from files only (the registry and checkpoint stats), never by loading a model:
+        Label Studio gives /setup 3 s and marks the backend failed after that. A newly promoted
+        version starts loading in the background here, so the next task opens at full speed.
+        """
         specs = label_config.parse(label_config_xml)
         pid = project_id(project)
-        served = self._served(specs[0], pid, wait=False)
-        if served is not None and served.detector is not None:
-            for spec in specs:
-                hint = label_config.mismatch_hint(spec, served.detector.names)
-                if hint:
-                    log.warning("project %s: %s", pid, hint)
-        return {"model_version": served.version if served else self.store.base_version}
+        controls = self._remember(pid, specs)
+        version = self.store.version(pid, controls)
+        self.store.prefetch(pid, controls)
+        self._hint_once(pid, specs)
+        return {"model_version": version}
 
-    def _served(self, spec: label_config.ControlSpec, pid: str | None, wait: bool = True) -> ServedModel | None:
-        if spec.model_path:
-            return self.store.for_control(spec.model_path)
-        if not wait and not self.store.ready:
-            return None
-        return self.store.for_project(pid)
+    def _remember(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> list[tuple[str, str | None]]:
+        """The project's controls, kept for /versions?project= (bounded, whatever ids requests carry)."""
+        controls = _controls(specs)
+        if len(self._controls) > 10_000:
+            self._controls.clear()
+        self._controls[pid] = controls
+        return controls
+
+    def _hint_once(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
+        """Log a label/class mismatch once per project, control and model, not on every /setup."""
+        for spec in specs:
+            plan = self.store.plan(pid, spec.from_name, spec.model_path)
+            detector = self.store.loaded(plan.path)
+            key = (pid, spec, plan.version)
+            if detector is None or key in self._hinted:
+                continue
+            if len(self._hinted) > 10_000:
+                self._hinted.clear()
+            self._hinted.add(key)
+            hint = label_config.mismatch_hint(spec, detector.names)
+            if hint:
+                log.warning("project %s: %s", pid, hint)
+
+    def current_version(self, pid: str | None) -> str | None:
+        """The version string /setup and /predict give this project now (None before its first /setup)."""
+        controls = self._controls.get(pid)
+        return self.store.version(pid, controls) if controls else None
 
     # -- predict --------------------------------------------------------------
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
@@ -102,9 +150,11 @@ class YOLOBackend:
         """One prediction per task, in order; a task whose image fails gets an empty result."""
         specs = label_config.parse(label_config_xml)
         pid = project_id(project)
-        models = {spec: self._served(spec, pid) for spec in specs}
+        self._remember(pid, specs)
+        models = {spec: self.store.serve(pid, spec.from_name, spec.model_path) for spec in specs}
         targets = {spec: self._target(spec, served) for spec, served in models.items()}
         regions: list[list[dict[str, Any]]] = [[] for _ in tasks]
+        # the same string /setup answers (ModelStore.version), from the models that actually served
         versions = "+".join(sorted({served.version for served in models.values()}))
         failures: list[MediaError] = []
         # Images arrive in groups while the next ones are fetched and decoded: inference overlaps
@@ -116,7 +166,7 @@ class YOLOBackend:
                 if served.detector is None or target is None or not jobs:
                     continue
                 started = time.perf_counter()
-                found = served.detector.detect([job.image.pixels for job in jobs], conf=target.threshold)
+                found = served.detector.detect([job.image.pixels for job in jobs], conf=target.lowest_threshold)
                 per_image = (time.perf_counter() - started) / len(jobs)
                 for job, detections in zip(jobs, found):
                     self.metrics.inference.observe(per_image)
@@ -130,13 +180,21 @@ class YOLOBackend:
         return [convert.task_prediction(regions[i], versions) for i in range(len(tasks))]
 
     def _target(self, spec: label_config.ControlSpec, served: ServedModel) -> convert.Target | None:
-        """Where one control's results go; None when the model knows none of its labels."""
+        """Where one control's results go; None when the model knows none of its labels.
+
+        Thresholds: the control's ``model_score_threshold``; else the served version's own
+        per-class thresholds (CLASS_THRESHOLDS); else MODEL_SCORE_THRESHOLD.
+        """
         if served.detector is None:
             return None
+        labels = label_config.map_classes(spec, served.detector.names)
+        per_class: dict[int, float] = {}
+        if spec.threshold is None and self.settings.class_thresholds:
+            per_class = {cls: served.thresholds[label] for cls, label in labels.items() if label in served.thresholds}
         target = convert.Target(
-            spec.from_name, spec.to_name, spec.kind,
-            labels=label_config.map_classes(spec, served.detector.names),
+            spec.from_name, spec.to_name, spec.kind, labels=labels,
             threshold=spec.threshold if spec.threshold is not None else self.settings.model_score_threshold,
+            class_thresholds=per_class,
         )
         return target if target.labels else None
 
@@ -186,16 +244,18 @@ class YOLOBackend:
 
     # -- fit --------------------------------------------------------------------
     def fit(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Hand a Label Studio event to the trainer; never trains inside the request."""
+        """Hand a Label Studio event, with how many annotations it changed, to the trainer; never trains here."""
         if event not in TRAINING_EVENTS:
             return {"status": "ignored", "reason": f"event {event!r} is not used by this backend"}
-        pid = project_id(data.get("project"))
+        pid = project_id(data.get("project"))  # every event body carries the project (bulk ones too)
         if pid is None:
             raise BadRequest(f"{event} event without project id")
-        return self.trainer.handle(event, pid)
+        return self.trainer.handle(event, pid, changes=changed_annotations(event, data))
 
-    def versions(self, project: Any = None) -> list[str]:
-        return self.store.versions()
+    def versions(self) -> list[str]:
+        """Version strings predictions of this service carry: the base's and every promoted version's."""
+        known = {self.store.base_version, *getattr(self.trainer, "known_versions", lambda: [])()}
+        return sorted(known)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

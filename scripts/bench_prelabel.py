@@ -60,7 +60,7 @@ def main() -> None:
             YOLO("yolov5nu.yaml").save(str(work_path / "models" / "yolov5nu.pt"))
             settings = Settings.from_env(
                 {}, model_root=str(work_path / "models"), model_path="yolov5nu.pt", model_dir=str(work_path / "state"),
-                imgsz=args.imgsz, local_files_document_root=str(server.document_root))
+                imgsz=str(args.imgsz), local_files_document_root=str(server.document_root))
             backend = build_backend(settings, start=False)
             backend.store.start(background=False)
             predictor = InProcessPredictor(backend, project, CONFIG)

@@ -52,7 +52,7 @@ def decode_costs(paths: list[Path], imgsz: int) -> dict[str, float]:
     }
 
 
-def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: Path, imgsz: int,
+def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: Path, imgsz: int | None,
                 device: str) -> dict[str, object]:
     """Ultralytics' pre/inference/post split for our detector, and our conversion to Label Studio results."""
     from yolo_backend import convert
@@ -69,8 +69,8 @@ def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: P
     for path in paths:
         pixels = to_bgr(open_image(path, 10**9))
         options = {"half": True} if detector.half else {}
-        result = detector.model.predict(pixels, imgsz=imgsz, conf=0.5, iou=detector.iou, device=detector.device,
-                                        verbose=False, **options)[0]
+        result = detector.model.predict(pixels, imgsz=detector.imgsz, conf=0.5, iou=detector.iou,
+                                        device=detector.device, verbose=False, **options)[0]
         for key in ("preprocess", "inference", "postprocess"):
             stages[key].append(result.speed[key])
         started = time.perf_counter()

@@ -90,7 +90,7 @@ def main() -> None:
     fresh = [f"fresh/img-{90_000 + i}.jpg" for i in range(20)]
     settings = Settings.from_env(model_root=str(work / "root"), model_path="base.pt",
                                  model_dir=str(work / "state"), local_files_document_root=str(work / "docroot"),
-                                 imgsz=args.imgsz, train_imgsz=args.imgsz, train_epochs=args.epochs,
+                                 imgsz=str(args.imgsz), train_imgsz=args.imgsz, train_epochs=args.epochs,
                                  train_batch=8, train_patience=args.epochs, train_min_images=10)
     url, trainer = serve(settings, export_file(work / "export.json", tasks))
     print(f"cores {os.cpu_count()}, inference imgsz {args.imgsz}, training threads "

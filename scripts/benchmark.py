@@ -35,6 +35,7 @@ from bench_stages import decode_costs, model_costs  # noqa: E402
 
 from tests.support.backend_server import BackendServer, start_backend  # noqa: E402
 from tests.support.image_server import ImageServer  # noqa: E402
+from yolo_backend.detector import checkpoint_imgsz  # noqa: E402
 
 COCO128 = ROOT.parent / "shared" / "datasets" / "coco128" / "images" / "train2017"
 COCO_SIZES = [(640, 480), (480, 640), (640, 427), (640, 426), (500, 375), (640, 512), (427, 640), (640, 360)]
@@ -173,7 +174,8 @@ def report(args: argparse.Namespace, source: str, checkpoint: Path, plain: dict,
     plain_lat, open_local, open_http = plain["latencies"], ours["open_local"], ours["open_http"]
     plain_tps = args.tasks / plain["total_s"]
     local_tps, http_tps = args.tasks / ours["bulk_local_s"], args.tasks / ours["bulk_http_s"]
-    print(f"\n== setup: images {source}, model {checkpoint.name}, imgsz {args.imgsz}, device {args.device}, "
+    print(f"\n== setup: images {source}, model {checkpoint.name}, imgsz {args.imgsz} ({args.pixels} px), "
+          f"device {args.device}, "
           f"our runtime {ours['runtime']}, cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
     print("== (1) backend basics")
     print(f"  /health p99 {pct(ours['health'], 99) * ms:.1f} ms   /setup p99 {pct(ours['setup'], 99) * ms:.1f} ms")
@@ -215,7 +217,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1200, help="tasks in the one bulk /predict (default 1200)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     parser.add_argument("--runtime", default="auto", help="RUNTIME of the backend: auto, torch, onnx, openvino")
-    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--imgsz", default="auto", help="IMGSZ of the backend: auto (the checkpoint's) or pixels")
     parser.add_argument("--model", default="", help="checkpoint to serve (default: see above)")
     parser.add_argument("--long", type=int, default=0, help="also send this many single-task requests, tracking RSS")
     parser.add_argument("--workdir", type=Path, default=ROOT / "data" / "benchmark")
@@ -227,15 +229,17 @@ def main() -> None:
     names = names[:20] if args.quick else names
     checkpoint = pick_model(args.model, args.workdir)
     config = label_config(checkpoint)
+    # The plain run and the stage costs call Ultralytics directly: they get the size in pixels.
+    args.pixels = checkpoint_imgsz(checkpoint) if args.imgsz == "auto" else int(args.imgsz)
     print(f"plain Ultralytics: {args.tasks} tasks one at a time ...", flush=True)
-    plain = run_plain(checkpoint, [root / n for n in names], args.tasks, args.device, args.imgsz)
+    plain = run_plain(checkpoint, [root / n for n in names], args.tasks, args.device, args.pixels)
     print("our backend under gunicorn ...", flush=True)
     ours = serve_and_measure(args, checkpoint, root, names, config)
     print("stage costs ...", flush=True)
     paths = [root / n for n in names[:40]]
-    stages = model_costs(paths, checkpoint, args.runtime, args.workdir / "state" / "runtime", args.imgsz,
+    stages = model_costs(paths, checkpoint, args.runtime, args.workdir / "state" / "runtime", args.pixels,
                          args.device)
-    report(args, source, checkpoint, plain, ours, stages, decode_costs(paths, args.imgsz))
+    report(args, source, checkpoint, plain, ours, stages, decode_costs(paths, args.pixels))
 
 
 if __name__ == "__main__":

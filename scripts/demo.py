@@ -25,7 +25,6 @@ from tests.e2e import projects  # noqa: E402
 from tests.support.backend_server import BackendServer, start_backend  # noqa: E402
 from tests.support.label_studio import LabelStudioServer, start_label_studio  # noqa: E402
 from tests.support.sample_images import write_samples  # noqa: E402
-from tests.support.trained_model import RECIPE  # noqa: E402
 
 PRETRAINED = REPO / "models" / "yolov5nu.pt"
 COCO128 = REPO.parent / "shared" / "datasets" / "coco128" / "images" / "train2017"
@@ -88,7 +87,7 @@ def set_up(args: argparse.Namespace) -> tuple[LabelStudioServer, BackendServer, 
         backend = start_backend(workdir / "backend", {
             "MODEL_ROOT": str(model_root), "MODEL_PATH": model_path, "LABEL_STUDIO_URL": ls.base_url,
             "LABEL_STUDIO_API_KEY": ls.legacy_token, "MODEL_DIR": str(workdir / "backend" / "model-dir"),
-            "IMGSZ": str(RECIPE["imgsz"]) if model_path == "shapes.pt" else "640",  # the size it learned at
+            "IMGSZ": "auto",  # each model at the size it learned at (160 px for shapes.pt)
         }, port=args.backend_port)
     except BaseException:
         ls.stop()

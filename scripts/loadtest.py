@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--duration", type=int, default=300, help="seconds of load")
     parser.add_argument("--train", action="store_true", help="keep a training run active during the load")
-    parser.add_argument("--imgsz", default="640")
+    parser.add_argument("--imgsz", default="auto", help="IMGSZ of the backend: auto (the checkpoint's) or pixels")
     parser.add_argument("--json", action="store_true", help="print one JSON line only")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="yolo-loadtest-"))

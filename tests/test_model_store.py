@@ -12,6 +12,11 @@ from tests.support.standin import ColorBlobDetector
 from yolo_backend.config import Settings
 from yolo_backend.errors import ModelPathRefused
 from yolo_backend.model_store import ModelStore, safe_model_path
+from yolo_backend.training.registry import ProjectModel
+
+
+def project_model(path: Path, version: str, control: str | None = None, **thresholds: float) -> ProjectModel:
+    return ProjectModel(path, version, control, (), dict(thresholds))
 
 
 def make_store(tmp_path: Path, delay: float = 0.0) -> tuple[ModelStore, list[Path]]:
@@ -35,7 +40,7 @@ def test_each_checkpoint_loads_once_however_many_threads_ask(tmp_path: Path) -> 
     trained = tmp_path / "state" / "p1-v1.pt"
     trained.parent.mkdir(parents=True)
     trained.write_bytes(b"v1")
-    store.use_project_models(lambda project: (trained, "p1-v1") if project == "1" else None)
+    store.use_project_models(lambda project: (project_model(trained, "p1-v1"),) if project == "1" else ())
     threads = [threading.Thread(target=store.for_project, args=("1",)) for _ in range(8)]
     for t in threads:
         t.start()
@@ -52,7 +57,7 @@ def test_a_new_version_replaces_the_old_one_in_memory(tmp_path: Path) -> None:
     served["path"].parent.mkdir(parents=True)
     for name in ("v1.pt", "v2.pt"):
         (tmp_path / "state" / name).write_bytes(name.encode())
-    store.use_project_models(lambda project: (served["path"], served["version"]))
+    store.use_project_models(lambda project: (project_model(served["path"], served["version"]),))
     first = store.for_project("1")
     served.update(path=tmp_path / "state" / "v2.pt", version="p1-v2")
     second = store.for_project("1")

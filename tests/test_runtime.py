@@ -1,7 +1,10 @@
-"""The exported CPU engines answer as torch does, are cached per version, and fall back to torch."""
+"""Exported CPU engines serve only after answering as torch does on enough boxes; torch otherwise."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +15,8 @@ from yolo_backend import random_model, runtime
 from yolo_backend.config import Settings
 from yolo_backend.convert import Detection
 from yolo_backend.detector import Detector
-from yolo_backend.model_store import ModelStore, checkpoint_version
-from yolo_backend.parity import mismatches, same_detections
+from yolo_backend.model_store import ModelStore
+from yolo_backend.parity import MIN_COMPARED_BOXES, mismatches, same_detections
 from yolo_backend.synthetic import draw_sample
 
 IMGSZ = 256  # small: an export and a few predictions take seconds on 2 cores
@@ -39,10 +42,13 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("state")
 
 
-def _load(checkpoint: Path, engine: str, state: Path) -> Detector:
-    """As the model store loads it: cache under MODEL_DIR/runtime, keyed by the checkpoint's version."""
-    return Detector.load(checkpoint, runtime=engine, cache_root=state / "runtime",
-                         version=checkpoint_version(checkpoint), imgsz=IMGSZ)
+def _load(checkpoint: Path, engine: str, cache_root: Path, prepare: bool = True) -> Detector:
+    """As the model store loads it: exports cached under MODEL_DIR/runtime."""
+    return Detector.load(checkpoint, runtime=engine, cache_root=cache_root, imgsz=IMGSZ, prepare=prepare)
+
+
+def _folder(cache_root: Path, checkpoint: Path, engine: str = "onnx") -> Path:
+    return runtime.export_dir(cache_root, runtime.content_key(checkpoint), engine, IMGSZ)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +57,8 @@ def reference(lively: Path) -> list[list[Detection]]:
 
 
 def test_the_random_model_finds_things(reference: list[list[Detection]]) -> None:
-    """Otherwise every parity check below would compare two empty lists."""
-    assert sum(1 for found in reference if found) >= 3 and sum(map(len, reference)) >= 5
+    """Otherwise every parity check below would compare next to nothing."""
+    assert sum(1 for found in reference if found) >= 3 and sum(map(len, reference)) >= MIN_COMPARED_BOXES
     assert len({d.class_id for found in reference for d in found}) > 1
 
 
@@ -60,43 +66,92 @@ def test_the_random_model_finds_things(reference: list[list[Detection]]) -> None
 def test_exported_engine_matches_torch(engine: str, lively: Path, reference, state: Path) -> None:
     if not runtime.available(engine):
         pytest.skip(f"{engine} is not installed")
-    fast = _load(lively, engine, state)
+    fast = _load(lively, engine, state / "runtime")
     assert fast.runtime == engine
     assert fast.names == Detector(YOLO(str(lively))).names and len(fast.names) == 80
-    found = fast.detect(IMAGES, conf=CONF)
-    assert same_detections(reference, found, CONF) == []
-    folder = runtime.export_dir(state / "runtime", checkpoint_version(lively), engine, IMGSZ)
-    assert (folder / runtime.VERIFIED_MARK).is_file() or any(folder.glob(f"*/{runtime.VERIFIED_MARK}"))
+    parity = same_detections(reference, fast.detect(IMAGES, conf=CONF), CONF)
+    assert parity.ok and parity.compared >= MIN_COMPARED_BOXES, parity.problems
+    verdict = runtime.read_verdict(_folder(state / "runtime", lively, engine))
+    assert verdict and verdict["ok"] is True and verdict["runtime"] == engine
+    assert verdict["compared"] >= MIN_COMPARED_BOXES
 
 
-def test_export_is_made_once_per_version(lively: Path, state: Path) -> None:
-    _load(lively, "onnx", state)
-    folder = runtime.export_dir(state / "runtime", checkpoint_version(lively), "onnx", IMGSZ)
-    exported = runtime.exported_file(folder, "onnx")
+def test_export_is_made_once_per_content_key(lively: Path, state: Path, tmp_path: Path) -> None:
+    _load(lively, "onnx", state / "runtime")
+    exported = runtime.exported_file(_folder(state / "runtime", lively), "onnx")
     assert exported is not None
     stamp = exported.stat().st_mtime_ns
-    again = _load(lively, "onnx", state)
-    assert again.runtime == "onnx" and exported.stat().st_mtime_ns == stamp
-    assert runtime.export_dir(state, "v2", "onnx", IMGSZ) != runtime.export_dir(state, "v1", "onnx", IMGSZ)
-
-
-def test_a_stale_export_that_answers_differently_falls_back_to_torch(lively: Path, tmp_path: Path) -> None:
-    """Another checkpoint's graph under this version: verification catches it and torch serves."""
+    renamed = shutil.copyfile(lively, tmp_path / "same-bytes-other-name.pt")
+    for checkpoint in (lively, renamed):
+        again = _load(checkpoint, "onnx", state / "runtime")
+        assert again.runtime == "onnx" and again.model.ckpt_path == str(exported)
+    assert exported.stat().st_mtime_ns == stamp
+    assert runtime.export_dirs(state / "runtime", runtime.content_key(lively)) == [_folder(state / "runtime", lively)]
     other = random_model.build(tmp_path / "other.pt", seed=7)
-    Detector.load(other, runtime="onnx", cache_root=tmp_path, version="same", imgsz=IMGSZ)
-    folder = runtime.export_dir(tmp_path, "same", "onnx", IMGSZ)
-    (folder / runtime.VERIFIED_MARK).unlink()  # verified for `other`, not for `lively`
-    served = Detector.load(lively, runtime="onnx", cache_root=tmp_path, version="same", imgsz=IMGSZ)
-    assert served.runtime == "torch"
+    assert runtime.content_key(other) != runtime.content_key(lively)
 
 
-def test_a_corrupt_export_falls_back_to_torch(lively: Path, reference, tmp_path: Path) -> None:
-    folder = runtime.export_dir(tmp_path, "v1", "onnx", IMGSZ)
+def test_another_checkpoints_export_under_this_key_falls_back_to_torch(lively: Path, tmp_path: Path) -> None:
+    """A graph of other weights in this key's folder, with no passing verdict: the check catches it."""
+    other = random_model.build(tmp_path / "other.pt", seed=7)
+    assert runtime.prepare(other, "onnx", "cpu", IMGSZ, tmp_path, IMAGES).runtime == "onnx"
+    stale = _folder(tmp_path, lively)
+    stale.mkdir()
+    shutil.copyfile(runtime.exported_file(_folder(tmp_path, other), "onnx"), stale / "lively.onnx")
+    assert runtime.prepared(lively, "onnx", "cpu", IMGSZ, tmp_path).runtime == "torch"
+    verdict = runtime.prepare(lively, "onnx", "cpu", IMGSZ, tmp_path, IMAGES)
+    assert verdict.runtime == "torch" and verdict.path == lively and "no partner" in verdict.reason
+    assert runtime.read_verdict(stale)["ok"] is False
+    assert _load(lively, "onnx", tmp_path, prepare=False).runtime == "torch"
+
+
+def test_a_corrupt_export_falls_back_to_torch(lively: Path, reference, state: Path, tmp_path: Path) -> None:
+    folder = _folder(tmp_path, lively)
     folder.mkdir(parents=True)
     (folder / "lively.onnx").write_bytes(b"not an onnx graph")
-    served = Detector.load(lively, runtime="onnx", cache_root=tmp_path, version="v1", imgsz=IMGSZ)
+    served = _load(lively, "onnx", tmp_path)
     assert served.runtime == "torch"
-    assert same_detections(reference, served.detect(IMAGES, conf=CONF), CONF) == []
+    assert same_detections(reference, served.detect(IMAGES, conf=CONF), CONF).ok
+    # Broken after it passed: the web worker trusts the verdict, fails to load the graph, serves torch.
+    _load(lively, "onnx", state / "runtime")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(_folder(state / "runtime", lively), _folder(damaged, lively))
+    runtime.exported_file(_folder(damaged, lively), "onnx").write_bytes(b"truncated")
+    assert runtime.prepared(lively, "onnx", "cpu", IMGSZ, damaged).runtime == "onnx"
+    assert _load(lively, "onnx", damaged, prepare=False).runtime == "torch"
+
+
+def test_too_few_boxes_to_compare_serve_torch_with_the_reason(random_model_root: Path, tmp_path: Path) -> None:
+    """An untrained yolov5nu finds nothing even at conf 0.001: export and torch agree on nothing."""
+    silent = random_model_root / "yolov5nu.pt"
+    verdict = runtime.prepare(silent, "onnx", "cpu", IMGSZ, tmp_path, runtime.probe_images())
+    assert verdict.runtime == "torch" and verdict.compared == 0
+    assert verdict.reason.startswith("onnx: only 0 boxes compared (< 20) on 9 images")
+    assert verdict.reason.endswith("serving torch")
+    assert verdict.to_json() == {"runtime": "torch", "path": str(silent), "compared": 0, "reason": verdict.reason}
+    assert runtime.read_verdict(_folder(tmp_path, silent)) == {
+        "ok": False, "runtime": "onnx", "compared": 0, "reason": verdict.reason.removesuffix(": serving torch")}
+    assert runtime.prepared(silent, "onnx", "cpu", IMGSZ, tmp_path).runtime == "torch"
+
+
+def test_prepared_never_exports(lively: Path, state: Path, tmp_path: Path) -> None:
+    """A web worker only reads verdicts: no verdict, torch, and nothing written."""
+    cache = tmp_path / "runtime"
+    assert runtime.prepared(lively, "onnx", "cpu", IMGSZ, cache) == runtime.Choice("torch", lively)
+    assert _load(lively, "onnx", cache, prepare=False).runtime == "torch"
+    assert not cache.exists()
+    _load(lively, "onnx", state / "runtime")  # prepared once (the training job's part)
+    choice = runtime.prepared(lively, "onnx", "cpu", IMGSZ, state / "runtime")
+    assert choice.runtime == "onnx" and choice.path.parent == _folder(state / "runtime", lively)
+
+
+def test_probe_images_are_varied_bgr_and_serving_never_imports_test_aids() -> None:
+    probes = runtime.probe_images()
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 for p in probes)
+    assert len({round(p.shape[1] / p.shape[0], 2) for p in probes}) >= 4
+    assert np.array_equal(probes[0], runtime.probe_images()[0])  # the same check on every start
+    script = "import sys, yolo_backend.runtime; assert 'yolo_backend.synthetic' not in sys.modules"
+    subprocess.run([sys.executable, "-c", script], check=True)
 
 
 def test_candidates_keep_torch_last_and_alone_on_gpus() -> None:
@@ -116,12 +171,12 @@ def test_runtime_setting_is_checked_at_start() -> None:
 
 def test_model_store_serves_the_export_cached_under_model_dir(lively: Path, state: Path) -> None:
     settings = Settings.from_env({}, model_root=str(lively.parent), model_path=lively.name,
-                                 model_dir=str(state), runtime="onnx", imgsz=IMGSZ)
+                                 model_dir=str(state), runtime="onnx", imgsz=str(IMGSZ))
     store = ModelStore(settings)
     store.start(background=False)
     served = store.base()
     assert served.detector is not None and served.detector.runtime == "onnx"
-    assert runtime.export_dir(settings.model_dir_path / "runtime", served.version, "onnx", IMGSZ).is_dir()
+    assert _folder(settings.model_dir_path / "runtime", lively).is_dir()
 
 
 def test_parity_notices_each_kind_of_difference() -> None:
@@ -134,3 +189,23 @@ def test_parity_notices_each_kind_of_difference() -> None:
     assert mismatches([], [base], CONF)
     near_threshold = Detection(1, CONF + 0.005, base.box)
     assert mismatches([near_threshold], [], CONF) == []  # may fall below the threshold elsewhere
+
+
+def test_parity_pairs_detections_one_to_one() -> None:
+    """One box cannot vouch for two: a duplicate on either side is a mismatch."""
+    box = Detection(1, 0.80, (10.0, 10.0, 110.0, 60.0))
+    twin = Detection(1, 0.801, (10.0, 10.0, 110.1, 60.0))
+    assert mismatches([box], [box, twin], CONF)  # two candidates, one reference to claim them
+    assert mismatches([box, twin], [box], CONF)  # a reference box duplicated, found once
+    assert mismatches([box, twin], [twin, box], CONF) == []
+
+
+def test_parity_needs_enough_compared_boxes() -> None:
+    """Two empty answers agree on nothing: fewer than MIN_COMPARED_BOXES matched boxes fail."""
+    assert MIN_COMPARED_BOXES == 20
+    assert same_detections([[], []], [[], []], CONF).problems == ("only 0 boxes compared (< 20) on 2 images",)
+    boxes = [Detection(i % 3, 0.5, (10.0 * i, 0.0, 10.0 * i + 8, 8.0)) for i in range(20)]
+    few = same_detections([boxes[:7]], [boxes[:7]], CONF)
+    assert few.compared == 7 and not few.ok and few.problems[0].startswith("only 7 boxes compared (< 20)")
+    enough = same_detections([boxes[:12], boxes[12:]], [boxes[:12], boxes[12:]], CONF)
+    assert enough.ok and enough.compared == 20

@@ -64,12 +64,10 @@ def iou(a, b) -> float:
 
 
 @pytest.mark.slow
-def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path, random_model_root: Path) -> None:
+def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path) -> None:
     from yolo_backend.app import build_backend
     from yolo_backend.http_api import create_app
     from yolo_backend.training import ProjectTrainer
-    from yolo_backend.training.dataset import build_dataset
-    from yolo_backend.training.fitting import evaluate
 
     doc_root = tmp_path / "docroot"
     tasks = write_project(doc_root, 40)
@@ -84,13 +82,13 @@ def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path
     assert run["state"] == "promoted", run
     assert run["version"] == status["served_version"] == f"p{PROJECT}-v1"
 
-    # Before: an untrained yolov5nu (random weights), scored on the same holdout the run used.
-    dataset = build_dataset(tmp_path / "again", tasks, LABEL_CONFIG, settings)
-    before = evaluate(random_model_root / "yolov5nu.pt", dataset.data_yaml, tmp_path / "val", settings, "before")
-    after = run["metrics"]["candidate"]
-    print(f"\nholdout mAP50 before {before.map50:.3f} after {after['map50']:.3f}; "
-          f"mAP50-95 before {before.map50_95:.3f} after {after['map50_95']:.3f}; run took {seconds:.0f} s")
-    assert after["map50"] >= before.map50 + 0.3, (before, after)
+    # Before: the base, whose classes ("block", "ring") match no label, scored on the same holdout by the run.
+    before, after = run["metrics"]["served"], run["metrics"]["candidate"]
+    print(f"\nholdout ({run['metrics']['holdout_images']} images) mAP50 before {before['map50']:.3f} after "
+          f"{after['map50']:.3f}; mAP50-95 before {before['map50_95']:.3f} after {after['map50_95']:.3f}; F1 before "
+          f"{before['f1']:.3f} after {after['f1']:.3f}; thresholds {run['metrics']['thresholds']}; "
+          f"run took {seconds:.0f} s")
+    assert after["map50"] >= before["map50"] + 0.3, (before, after)
 
     # /predict on a fresh image: a box of the right class, IoU >= 0.5, under the new version.
     backend = build_backend(settings, trainer=trainer, start=False)
@@ -114,5 +112,56 @@ def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path
     versions = client.get(f"/versions?project={PROJECT}").get_json()
     assert versions["versions"] == [f"p{PROJECT}-v1"]
     assert versions["details"][0]["metrics"]["candidate"]["map50"] == after["map50"]
+    # the gate's record: both models scored on the same holdout, the reason, and per-class thresholds
+    served = run["metrics"]["served"]
+    assert served["f1"] == 0.0 and after["f1"] >= served["f1"] + settings.promote_min_gain, run["metrics"]
+    assert "better pre-labels" in run["reason"] and run["metrics"]["holdout_images"] >= settings.train_min_holdout
+    assert set(versions["details"][0]["thresholds"]) <= {"square", "circle"} and versions["details"][0]["thresholds"]
+    assert versions["runs"][-1]["state"] == "promoted"
     assert client.get(f"/training/status?project={PROJECT}").get_json()["served_version"] == f"p{PROJECT}-v1"
     assert b'yolo_backend_training_served_version{project="7"} 1.0' in client.get("/metrics").data
+
+
+MAPPED_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="box" predicted_values="square"/><Label value="disc" predicted_values="circle"/>
+  </RectangleLabels>
+</View>"""
+
+
+@pytest.mark.slow
+def test_a_worse_candidate_is_not_promoted_over_a_base_serving_through_predicted_values(tmp_path: Path) -> None:
+    """Fault 1: the first run was promoted without any comparison, although the base gave good pre-labels.
+
+    The base (the shapes model) serves this project through ``predicted_values``; one epoch at
+    64 px from a fresh class head gives worse pre-labels, so the base must stay.
+    """
+    import shutil
+
+    from tests.support.trained_model import trained_shapes_model
+    from yolo_backend.training import ProjectTrainer
+
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copyfile(trained_shapes_model(), root / "shapes.pt")
+    doc_root = tmp_path / "docroot"
+    tasks = write_project(doc_root, 16)
+    for task in tasks:  # the project's own label names
+        for region in task["annotations"][0]["result"]:
+            value = region["value"]
+            value["rectanglelabels"] = [{"square": "box", "circle": "disc"}[value["rectanglelabels"][0]]]
+    settings = Settings.from_env({}, model_root=str(root), model_path="shapes.pt", model_dir=str(tmp_path / "state"),
+                                 local_files_document_root=str(doc_root), device="cpu", train_imgsz=64,
+                                 train_epochs=1, train_batch=8, train_min_images=10)
+    trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks, MAPPED_CONFIG))
+    assert trainer.handle("START_TRAINING", "8")["status"] == "queued"
+    status = wait_finished(trainer, "8")
+    run = status["last_run"]
+    served, candidate = run["metrics"]["served"], run["metrics"]["candidate"]
+    print(f"\nholdout {run['metrics']['holdout_images']} images: served F1 {served['f1']:.3f} mAP50-95 "
+          f"{served['map50_95']:.3f}, candidate F1 {candidate['f1']:.3f} mAP50-95 {candidate['map50_95']:.3f}")
+    assert run["state"] == "rejected", run
+    assert served["version"].startswith("shapes-") and served["f1"] > 0.8, served  # the base was scored, mapped
+    assert status["served_version"] is None and trainer.lookup("8") == ()
+    assert "stays" in run["reason"] and "F1" in run["reason"]

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 def tiny_settings(tmp_path: Path, model_root: Path, **changes) -> Settings:
     values = dict(model_root=str(model_root), model_path="yolov5nu.pt", model_dir=str(tmp_path / "state"),
                   local_files_document_root=str(tmp_path / "docroot"), device="cpu", train_imgsz=64,
-                  train_epochs=1, train_batch=4, train_min_images=10, train_patience=50)
+                  train_epochs=1, train_batch=4, train_min_images=10, train_patience=50,
+                  promote_min_gain=0.0)  # ties promote: these check scheduling and durability, not learning
     values.update(changes)
     return Settings.from_env({}, **values)
 
@@ -86,17 +87,17 @@ def test_kill_9_mid_run_leaves_model_and_registry_intact_and_the_next_run_succee
 
     assert registry.path.read_bytes() == registry_bytes
     assert served.read_bytes() == served_bytes
-    assert trainer.lookup("22") == (served, "p22-v1")
+    assert (trainer.lookup("22")[0].path, trainer.lookup("22")[0].version) == (served, "p22-v1")
     status = trainer.status("22")
     assert status["state"] == "idle" and status["last_run"]["state"] == "failed"
     assert "stopped during the run" in status["last_run"]["reason"]
 
     restarted = ProjectTrainer(tiny_settings(tmp_path, random_model_root), source=source)  # a fresh service
-    assert restarted.lookup("22") == (served, "p22-v1")
+    assert (restarted.lookup("22")[0].path, restarted.lookup("22")[0].version) == (served, "p22-v1")
     assert restarted.handle("START_TRAINING", "22")["status"] == "queued"
     last = finished(restarted, "22")["last_run"]
     assert last["state"] == "promoted", last  # the seed version's classes are not the labels
-    assert restarted.lookup("22")[1] == "p22-v2"
+    assert restarted.lookup("22")[0].version == "p22-v2"
 
 
 def _alive(pid: int) -> bool:

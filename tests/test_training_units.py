@@ -92,13 +92,13 @@ def test_registry_versions_are_monotonic_and_rollback_serves_an_earlier_one(tmp_
 
 def test_registry_reader_notices_a_version_published_by_another_process(tmp_path: Path) -> None:
     reader = RegistryReader(tmp_path)
-    assert reader("4") is None
+    assert reader("4") == ()
     (tmp_path / "w.pt").write_bytes(b"w")
     code = ("import sys; from pathlib import Path; from yolo_backend.training.registry import Registry; "
             "Registry(Path(sys.argv[1]), '4').publish(Path(sys.argv[1]) / 'w.pt', ['a'], {}, 'r')")
     for expected in ("p4-v1", "p4-v2"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=ROOT)
-        path, version = reader("4")
+        path, version = reader("4")[0].path, reader("4")[0].version
         assert version == expected and path.is_file() and path.parent.parent == tmp_path / "projects" / "4"
 
 
@@ -202,13 +202,13 @@ def test_dataset_applies_exif_orientation_and_reads_polygons(tmp_path: Path) -> 
     settings = settings_for(tmp_path)
     dataset = build_dataset(tmp_path / "ds", [task, {"id": 12, "data": {"image": "x"}, "annotations": []}],
                             LABEL_CONFIG, settings)
-    (example,) = dataset.train + dataset.holdout
+    (example,) = dataset.train + dataset.val + dataset.holdout
     with Image.open(example.image) as img:
         assert img.size == (200, 300)
     assert dataset.labels == ["square", "circle"]
     assert example.lines == ("0 0.350000 0.350000 0.500000 0.500000", "1 0.700000 0.700000 0.400000 0.400000")
-    names = (dataset.data_yaml.parent / "labels").rglob("task-11.txt")
-    assert next(names).read_text().count("\n") == 2
+    assert dataset.holdout == [example]  # the floor holds it out, and the holdout never reaches Ultralytics
+    assert not list(dataset.data_yaml.parent.rglob("task-11.*"))
 
 
 # -- the trainer, routes and a real (tiny) run in a child process ----------------------------------
@@ -249,7 +249,7 @@ def test_routes_status_versions_rollback_and_gauges(tmp_path: Path) -> None:
     assert listed["details"][0]["metrics"]["candidate"]["map50"] == 0.9
     assert "versions" in client.get("/versions").get_json()
     assert client.post("/training/rollback", json={"project": 3, "version": "p3-v1"}).get_json()["served"] == "p3-v1"
-    assert backend.trainer.lookup("3")[1] == "p3-v1"
+    assert backend.trainer.lookup("3")[0].version == "p3-v1"
     refused = client.post("/training/rollback", json={"project": 3, "version": "p3-v7"})
     assert refused.status_code == 400 and "p3-v7" in refused.get_json()["message"]
     StatusBook(settings.model_dir_path, "3").save(state.start(RunRecord("3", progress={"epoch": 2, "epochs": 5})))

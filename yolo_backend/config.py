@@ -40,7 +40,9 @@ SETTINGS: tuple[Var, ...] = (
     Var("LOCAL_FILES_DOCUMENT_ROOT", "", str,
         "Label Studio's local-files root, mounted here: such images are read from disk, not over HTTP."),
     Var("DEVICE", "auto", str, "auto picks cuda, then mps, then cpu; or name one (cpu, cuda:0)."),
-    Var("IMGSZ", "640", int, "Inference image size."),
+    Var("IMGSZ", "auto", str,
+        "Inference image size: auto = the size each checkpoint was trained at (as Ultralytics predicts), "
+        "or a multiple of 32 for every model."),
     Var("IOU", "0.45", float, "NMS IoU threshold."),
     Var("MAX_DET", "300", int, "Most detections per image."),
     Var("BATCH_SIZE", "0", int, "Images per inference call; 0 = auto (1 on CPU, where batching is slower; 8 on GPU)."),
@@ -69,7 +71,21 @@ SETTINGS: tuple[Var, ...] = (
     Var("TRAIN_HOLDOUT", "0.2", float,
         "Fraction of tasks (chosen by task id, stable) kept out of training to score models."),
     Var("TRAIN_THREADS", "0", int, "CPU threads a run may use; 0 = all cores but one, left to the web workers."),
-    Var("TRAIN_TIMEOUT", "7200", int, "Seconds a run may take before it is stopped and recorded as failed."),
+    Var("TRAIN_MIN_HOLDOUT", "5", int,
+        "Holdout floor: with fewer held-out images, more are held out (stable by task id); runs need this many "
+        "plus training images."),
+    Var("PROMOTE_MIN_GAIN", "0.02", float,
+        "F1 of the pre-labels (holdout, serving thresholds) a candidate must gain over the served model to be "
+        "promoted; ties keep the served model."),
+    Var("CLASS_THRESHOLDS", "true", bool,
+        "Per-class score thresholds chosen on each version's holdout (max F1), used where a control sets no "
+        "model_score_threshold; false = MODEL_SCORE_THRESHOLD for every class."),
+    Var("KEEP_VERSIONS", "3", int,
+        "Promoted versions kept per project besides the served one; older checkpoints, exports and training "
+        "images are deleted (their scores stay listed)."),
+    Var("TRAIN_TIMEOUT", "7200", int,
+        "Seconds a whole run (fetching, training, scoring, export) may take before it is stopped and recorded "
+        "as failed."),
     Var("REDIS_URL", "", str,
         "When set, runs go to an RQ queue served by `rq worker` processes instead of a local one."),
     Var("TRAIN_QUEUE", "yolo-training", str, "RQ queue name the web side fills and `rq worker` listens on."),
@@ -78,6 +94,18 @@ SETTINGS: tuple[Var, ...] = (
 
 def _field_name(var: Var) -> str:
     return var.env.lower()
+
+
+def _parse(var: Var, raw: str) -> Any:
+    """``var``'s value from its text; booleans accept true/false, 1/0, yes/no, on/off."""
+    if var.kind is bool:
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(raw)
+    return var.kind(raw)
 
 
 @dataclass(frozen=True)
@@ -94,7 +122,7 @@ class Settings:
     model_score_threshold: float
     local_files_document_root: str
     device: str
-    imgsz: int
+    imgsz: str
     iou: float
     max_det: int
     batch_size: int
@@ -119,6 +147,10 @@ class Settings:
     train_min_images: int
     train_holdout: float
     train_threads: int
+    train_min_holdout: int
+    promote_min_gain: float
+    class_thresholds: bool
+    keep_versions: int
     train_timeout: int
     redis_url: str
     train_queue: str
@@ -131,7 +163,7 @@ class Settings:
         for var in SETTINGS:
             raw = environ.get(var.env, var.default)
             try:
-                values[_field_name(var)] = var.kind(raw)
+                values[_field_name(var)] = _parse(var, raw)
             except ValueError:
                 raise ValueError(f"{var.env}={raw!r} is not a valid {var.kind.__name__} ({var.why})") from None
         values.update(overrides)
@@ -144,8 +176,9 @@ class Settings:
             raise ValueError("MODEL_SCORE_THRESHOLD must be between 0 and 1")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
-        if self.imgsz < 32 or self.imgsz % 32:
-            raise ValueError("IMGSZ must be a multiple of 32 (at least 32)")
+        if self.imgsz != "auto" and not (str(self.imgsz).isdigit() and int(self.imgsz) >= 32
+                                         and int(self.imgsz) % 32 == 0):
+            raise ValueError(f"IMGSZ={self.imgsz!r}: use auto or a multiple of 32 (at least 32)")
         if self.runtime not in ("auto", "torch", "onnx", "openvino"):
             raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
         if self.train_imgsz < 32 or self.train_imgsz % 32:
@@ -154,9 +187,16 @@ class Settings:
             raise ValueError("TRAIN_HOLDOUT must be between 0 and 1 (e.g. 0.2)")
         if self.train_every_n < 0 or self.train_min_images < 2:
             raise ValueError("TRAIN_EVERY_N must be >= 0 and TRAIN_MIN_IMAGES >= 2")
+        if self.train_min_holdout < 1 or self.keep_versions < 0 or not 0 <= self.promote_min_gain < 1:
+            raise ValueError("TRAIN_MIN_HOLDOUT must be >= 1, KEEP_VERSIONS >= 0, PROMOTE_MIN_GAIN in [0, 1)")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def fixed_imgsz(self) -> int | None:
+        """IMGSZ as a number, or None for ``auto`` (each checkpoint at the size it was trained at)."""
+        return None if self.imgsz == "auto" else int(self.imgsz)
 
     @property
     def model_root_path(self) -> Path:

@@ -52,6 +52,15 @@ class Target:
     kind: str  # "rectanglelabels" or "polygonlabels"
     labels: dict[int, str] = field(default_factory=dict)  # model class id -> label
     threshold: float = 0.5
+    class_thresholds: dict[int, float] = field(default_factory=dict)  # model class id -> its own threshold
+
+    def threshold_for(self, class_id: int) -> float:
+        return self.class_thresholds.get(class_id, self.threshold)
+
+    @property
+    def lowest_threshold(self) -> float:
+        """What the model is asked for: every region any class threshold could keep."""
+        return min([self.threshold, *self.class_thresholds.values()])
 
 
 def _clip(value: float, low: float = 0.0, high: float = 100.0) -> float:
@@ -138,7 +147,7 @@ def detections_to_regions(
     detections = list(detections)
     for target in targets:
         for index, det in enumerate(detections):
-            if det.class_id in target.labels and det.score >= target.threshold:
+            if det.class_id in target.labels and det.score >= target.threshold_for(det.class_id):
                 regions.append(detection_to_region(det, target, width, height, index))
     return regions
 

@@ -49,7 +49,28 @@ def set_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
 
 
-def _load_ultralytics(path: Path, task: str | None = None):
+DEFAULT_IMGSZ = 640  # Ultralytics' own default, for a checkpoint that does not say
+
+
+def checkpoint_imgsz(model_or_path: object) -> int:
+    """The size ``YOLO(path).predict(image)`` uses: the checkpoint's training ``imgsz``, else 640.
+
+    Ultralytics keeps ``imgsz`` from a .pt checkpoint's train args in ``model.overrides``
+    (``Model._load`` -> ``_reset_ckpt_args``) and predicts at it unless told otherwise.
+    A rectangular ``[h, w]`` size gives its longer side.
+    """
+    model = load_ultralytics(Path(model_or_path)) if isinstance(model_or_path, (str, Path)) else model_or_path
+    size = (getattr(model, "overrides", None) or {}).get("imgsz")
+    if isinstance(size, (list, tuple)) and size:
+        size = max(size)
+    try:
+        return int(size) if size else DEFAULT_IMGSZ
+    except (TypeError, ValueError):
+        return DEFAULT_IMGSZ
+
+
+def load_ultralytics(path: Path, task: str | None = None):
+    """``YOLO(path)``, with a message that says what to do when the file is no Ultralytics 8 checkpoint."""
     from ultralytics import YOLO
 
     try:
@@ -68,11 +89,12 @@ def _load_ultralytics(path: Path, task: str | None = None):
 class Detector:
     """A loaded checkpoint: ``detect(images)`` returns detections per image, in pixels."""
 
-    def __init__(self, model: object, device: str = "cpu", imgsz: int = 640, iou: float = 0.45,
+    def __init__(self, model: object, device: str = "cpu", imgsz: int | None = None, iou: float = 0.45,
                  max_det: int = 300, batch_size: int = 0, name: str = "model") -> None:
         self.model = model
+        self.task: str = getattr(model, "task", "detect")
         self.device = device
-        self.imgsz = imgsz
+        self.imgsz = int(imgsz) if imgsz else checkpoint_imgsz(model)  # None: the size it was trained at
         self.iou = iou
         self.max_det = max_det
         self.half = device.startswith("cuda")
@@ -83,21 +105,29 @@ class Detector:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path, device: str = "auto", torch_threads: int = 0, runtime: str = "torch",
-             cache_root: Path | None = None, version: str = "", **options: object) -> Detector:
-        """Load ``path``; with ``cache_root``, serve it through the fastest usable runtime (see runtime.py)."""
+    def load(cls, path: Path, device: str = "auto", imgsz: int | None = None, torch_threads: int = 0,
+             runtime: str = "torch", cache_root: Path | None = None, version: str = "", prepare: bool = True,
+             **options: object) -> Detector:
+        """Load ``path`` at ``imgsz`` (None: the size it was trained at, as Ultralytics predicts).
+
+        With ``cache_root`` an exported engine may serve it (see runtime.py): ``prepare`` exports and
+        checks it first (the base model, loading in the background); otherwise only an export that
+        already passed its check is used (trained versions, checked by the training job).
+        """
         started = time.perf_counter()
-        model = _load_ultralytics(path)
+        model = load_ultralytics(path)
         set_torch_threads(torch_threads)  # after the import, which changes it
         task = getattr(model, "task", "detect")
         if task not in ("detect", "segment"):
             raise ModelLoadError(f"{path.name} is a {task!r} model; this backend serves detection or segmentation")
-        detector = cls(model, device=pick_device(device), name=path.name, **options)  # type: ignore[arg-type]
+        detector = cls(model, device=pick_device(device), imgsz=imgsz, name=path.name,
+                       **options)  # type: ignore[arg-type]
         if runtime != "torch" and cache_root is not None:
-            detector = _faster(detector, path, version or path.stem, runtime, cache_root, task)
+            detector = _faster(detector, path, runtime, cache_root, prepare)
         detector.warm_up()
-        log.info("loaded %s (%s, %d classes) on %s with %s in %.1f s", path.name, task, len(detector.names),
-                 detector.device, detector.runtime, time.perf_counter() - started)
+        log.info("loaded %s%s (%s, %d classes) on %s with %s at %d px in %.1f s", path.name,
+                 f" as {version}" if version else "", task, len(detector.names), detector.device, detector.runtime,
+                 detector.imgsz, time.perf_counter() - started)
         return detector
 
     def warm_up(self) -> None:
@@ -119,26 +149,28 @@ class Detector:
         return out
 
 
-def _faster(detector: Detector, path: Path, version: str, requested: str, cache_root: Path, task: str) -> Detector:
-    """The same checkpoint on an exported engine, if one is usable and answers as torch does; else torch."""
+def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, prepare: bool) -> Detector:
+    """The same checkpoint on an exported engine that answered as torch does; else ``detector`` (torch)."""
     from . import runtime
 
-    choice = runtime.choose(path, version, requested, detector.device, detector.imgsz, cache_root)
+    if prepare:
+        choice: runtime.Choice = runtime.prepare(path, requested, detector.device, detector.imgsz, cache_root,
+                                                 runtime.probe_images())
+    else:
+        choice = runtime.prepared(path, requested, detector.device, detector.imgsz, cache_root)
     if choice.runtime == "torch":
-        return detector
+        return detector  # prepare()/prepared() logged why
     try:
-        fast = Detector(_load_ultralytics(choice.path, task), device=detector.device, imgsz=detector.imgsz,
+        fast = Detector(load_ultralytics(choice.path, detector.task), device=detector.device, imgsz=detector.imgsz,
                         iou=detector.iou, max_det=detector.max_det, batch_size=detector.batch_size, name=path.name)
         fast.runtime = choice.runtime
-        problems = runtime.verify(detector, fast, choice.path)
+        fast.warm_up()  # a graph that loads lazily fails here, not in a request
     except Exception as exc:  # a broken cached export must not stop the service
-        problems = [f"{type(exc).__name__}: {str(exc)[:300]}"]
-    if problems:
-        log.warning("%s on %s differs from torch or failed (%s); serving with torch", path.name, choice.runtime,
-                    "; ".join(problems[:3]))
+        log.warning("%s: the checked %s export failed to load (%s: %s); serving torch", path.name, choice.runtime,
+                    type(exc).__name__, str(exc)[:300])
         return detector
     if fast.names != detector.names:
-        log.warning("%s export lost the class names; serving with torch", choice.runtime)
+        log.warning("%s: the %s export lost the class names; serving torch", path.name, choice.runtime)
         return detector
     return fast
 

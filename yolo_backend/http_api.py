@@ -72,8 +72,10 @@ def create_app(backend: Any) -> Flask:
     def health() -> Response:
         store = backend.store
         metrics.model_ready.set(1 if store.state.value == "ready" else 0)
+        problems = store.problems  # e.g. a promoted version that failed to load, and what serves instead
         return jsonify(status="UP", model_class=type(backend).__name__, model_state=store.state.value,
-                       model_version=store.base_version, message=store.message)
+                       model_version=store.base_version, message="; ".join(problems) or store.message,
+                       problems=problems)
 
     @app.post("/setup")
     def setup() -> Response:
@@ -104,9 +106,11 @@ def create_app(backend: Any) -> Flask:
     def versions() -> Response:
         project = request.args.get("project")
         history = getattr(backend.trainer, "history", None)
-        if project and history is not None:  # a project's trained versions, with holdout metrics
-            return jsonify(_per_project(history, project))
-        return jsonify(versions=backend.versions(project))
+        if project and history is not None:  # a project's trained versions, with holdout scores and decisions
+            answer = _per_project(history, project)
+            answer["model_version"] = backend.current_version(project)  # what /setup and /predict say now
+            return jsonify(answer)
+        return jsonify(versions=backend.versions())
 
     @app.get("/training/status")
     def training_status() -> Response:

@@ -12,9 +12,9 @@ import enum
 import hashlib
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Any, Callable
 
 from .config import Settings
 from .detector import Detector
@@ -34,10 +34,21 @@ class ModelState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ServedModel:
-    """What answers a prediction: a detector (None when there are no weights) and its version."""
+    """What answers a prediction: a detector (None when there are no weights), its version, its thresholds."""
 
     detector: Detector | None
     version: str
+    thresholds: dict[str, float] = field(default_factory=dict)  # per label, chosen on a trained version's holdout
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which checkpoint serves a control, known without loading anything (what /setup needs)."""
+
+    path: Path | None  # None: no weights at all
+    version: str
+    thresholds: dict[str, float] = field(default_factory=dict)
+    trained: bool = False  # a version in MODEL_DIR (exported and checked by its training run)
 
 
 def safe_model_path(root: Path, relative: str) -> Path:
@@ -84,7 +95,10 @@ class ModelStore:
             raise ValueError(f"MODEL_PATH: {exc}") from None
         # Known before loading, so /setup tells the right version while the model loads.
         self._planned_version = checkpoint_version(self.base_path) if self.base_path.is_file() else UNTRAINED
-        self._project_models: Callable[[str], tuple[Path, str] | None] = lambda project: None
+        self._project_models: Callable[[str], tuple[Any, ...]] = lambda project: ()
+        self._broken: dict[Path, str] = {}  # trained checkpoints that failed to load, and why
+        self._file_versions: dict[Path, tuple[tuple[int, int], str]] = {}  # model_path= versions, by stat
+        self._prefetching: set[Path] = set()
 
     # -- base model ---------------------------------------------------------
     def start(self, background: bool = True) -> None:
@@ -133,8 +147,12 @@ class ModelStore:
         return UNTRAINED
 
     # -- lookups ------------------------------------------------------------
-    def _get(self, path: Path) -> ServedModel:
-        """The loaded model at ``path``, loading it once; other checkpoints keep serving meanwhile."""
+    def _get(self, path: Path, prepare: bool = True) -> ServedModel:
+        """The loaded model at ``path``, loading it once; other checkpoints keep serving meanwhile.
+
+        ``prepare=False`` (trained versions): serve the export its training run made and checked,
+        or torch; never export or check here.
+        """
         path = path.resolve()
         with self._lock:
             if path in self._detectors:
@@ -145,9 +163,10 @@ class ModelStore:
                 if path in self._detectors:
                     return ServedModel(self._detectors[path], self._versions[path])
             version = checkpoint_version(path)
-            options = dict(imgsz=self.settings.imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
-                           batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads)
-            # The exported engine (runtime.py) is cached per version, so new weights get a fresh export.
+            options = dict(imgsz=self.settings.fixed_imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
+                           batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads,
+                           prepare=prepare)
+            # Exports (runtime.py) are keyed by the checkpoint's content and image size, not its name.
             runtime = dict(runtime=self.settings.runtime, version=version,
                            cache_root=self.settings.model_dir_path / "runtime")
             detector = self._loader(path, device=self.settings.device, **options, **runtime)
@@ -182,18 +201,104 @@ class ModelStore:
             raise ModelPathRefused(f"model_path {model_path!r} not found under MODEL_ROOT")
         return self._get(path)
 
-    def for_project(self, project: str | None) -> ServedModel:
-        """The project's promoted model when training produced one, else the base model."""
-        trained = self._project_models(project) if project else None
-        if trained is None:
-            return self.base()
-        path, version = trained
-        served = self._get(path)
-        self._retire(project, path)  # type: ignore[arg-type]
-        return ServedModel(served.detector, version)
+    # -- which checkpoint serves what, without loading -------------------------
+    def plan(self, project: str | None, control: str | None = None, model_path: str | None = None) -> Plan:
+        """The checkpoint and version serving ``control`` of ``project``: from files and the registry only.
 
-    def use_project_models(self, lookup: Callable[[str], tuple[Path, str] | None]) -> None:
-        """Seam for training: ``lookup(project_id)`` -> (checkpoint in MODEL_DIR, version) or None."""
+        A project's promoted version serves the control it was trained for (older versions
+        without that record serve every control); other controls keep the base model. A
+        version that failed to load is skipped for the next one down, then the base.
+        """
+        if model_path:
+            path = safe_model_path(self.settings.model_root_path, model_path)
+            return Plan(path, self._file_version(path) if path.is_file() else UNTRAINED)
+        for model in self._project_models(project) if project else ():
+            if (control is not None and model.control not in (None, control)) or model.path.resolve() in self._broken:
+                continue
+            if model.path.is_file():
+                return Plan(model.path, model.version, model.thresholds, trained=True)
+        if self.base_version == UNTRAINED:
+            return Plan(None, UNTRAINED)
+        return Plan(self.base_path, self.base_version)
+
+    def version(self, project: str | None, controls: list[tuple[str, str | None]]) -> str:
+        """One version string for a project and its controls ``(from_name, model_path)``: /setup, /predict
+        and /versions all use it, so Label Studio's comparison of stored predictions holds."""
+        return "+".join(sorted({self.plan(project, name, path).version for name, path in controls}))
+
+    def _file_version(self, path: Path) -> str:
+        """checkpoint_version of a MODEL_ROOT file, hashed again only when its size or mtime changes."""
+        st = path.stat()
+        key = (st.st_mtime_ns, st.st_size)
+        cached = self._file_versions.get(path)
+        if cached and cached[0] == key:
+            return cached[1]
+        version = checkpoint_version(path)
+        self._file_versions[path] = (key, version)
+        return version
+
+    def serve(self, project: str | None, control: str | None = None, model_path: str | None = None) -> ServedModel:
+        """The loaded model for ``control`` of ``project``; a trained version that fails to load is
+        recorded (``problems``, shown by /health) and the next one down serves instead."""
+        if model_path:
+            return self.for_control(model_path)
+        while True:
+            plan = self.plan(project, control)
+            if not plan.trained:
+                return self.base()
+            try:
+                served = self._get(plan.path, prepare=False)  # type: ignore[arg-type]
+            except Exception as exc:  # a broken checkpoint must never stop the project from being served
+                self._mark_broken(project, control, plan, exc)
+                continue
+            self._retire(f"{project}/{control}", plan.path)  # type: ignore[arg-type]
+            return ServedModel(served.detector, plan.version, plan.thresholds)
+
+    def _mark_broken(self, project: str | None, control: str | None, plan: Plan, exc: Exception) -> None:
+        path = plan.path.resolve()  # type: ignore[union-attr]
+        self._broken[path] = "failed to load"  # set first: the plan below then skips it
+        instead = self.plan(project, control).version
+        self._broken[path] = (f"project {project}: {plan.version} failed to load ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}); serving {instead} instead")
+        log.error("%s", self._broken[path])
+
+    def prefetch(self, project: str | None, controls: list[tuple[str, str | None]]) -> None:
+        """Load a newly promoted version in the background, so the next task opens at full speed."""
+        for name, model_path in controls:
+            plan = self.plan(project, name, model_path)
+            if not plan.trained or plan.path is None:
+                continue
+            path = plan.path.resolve()
+            with self._lock:
+                if path in self._detectors or path in self._prefetching:
+                    continue
+                self._prefetching.add(path)
+            threading.Thread(target=self._prefetch_one, args=(project, name), daemon=True,
+                             name=f"prefetch-{path.name}").start()
+
+    def _prefetch_one(self, project: str | None, control: str) -> None:
+        try:
+            self.serve(project, control)
+        except Exception:  # recorded by serve(); a prefetch never raises
+            log.debug("prefetch for project %s failed", project, exc_info=True)
+
+    def loaded(self, path: Path | None) -> Detector | None:
+        """The detector at ``path`` if it is loaded already; never loads."""
+        with self._lock:
+            return self._detectors.get(path.resolve()) if path is not None else None
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong right now, for /health: trained versions that failed to load."""
+        return list(self._broken.values())
+
+    def for_project(self, project: str | None) -> ServedModel:
+        """The project's promoted model (any control) when training produced one, else the base model."""
+        return self.serve(project)
+
+    def use_project_models(self, lookup: Callable[[str], tuple[Any, ...]]) -> None:
+        """Seam for training: ``lookup(project_id)`` -> promoted versions (``registry.ProjectModel``),
+        the served one first, then the earlier ones still on disk."""
         self._project_models = lookup
 
     def versions(self) -> list[str]:

@@ -35,7 +35,9 @@ SCHEMAS: dict[str, Any] = {
     "Error": _ERROR,
     "Health": {"type": "object", "required": ["status", "model_state", "model_version"], "properties": {
         "status": {"type": "string", "enum": ["UP"]}, "model_class": {"type": "string"},
-        "model_state": {"type": "string"}, "model_version": {"type": "string"}, "message": _NULLABLE_STR}},
+        "model_state": {"type": "string"}, "model_version": {"type": "string"}, "message": _NULLABLE_STR,
+        "problems": {"type": "array", "items": {"type": "string"},
+                     "description": "What is wrong now, e.g. a promoted version that failed to load"}}},
     "SetupRequest": {"type": "object", "required": ["schema"], "properties": {
         "project": _ANY_JSON, "schema": {"type": "string", "description": "The project's label config XML"},
         "hostname": {"type": "string"}, "access_token": {"type": "string"}, "extra_params": {}}},
@@ -57,7 +59,8 @@ SCHEMAS: dict[str, Any] = {
         "run_id": {"type": "string"}}},
     "Versions": {"type": "object", "required": ["versions"], "properties": {
         "versions": {"type": "array", "items": {"type": "string"}}, "project": {"type": "string"},
-        "served": _NULLABLE_STR, "details": {"type": "array", "items": _OBJECT}}},
+        "served": _NULLABLE_STR, "details": {"type": "array", "items": _OBJECT},
+        "model_version": _NULLABLE_STR, "runs": {"type": "array", "items": _OBJECT}}},
     "TrainingStatus": {"type": "object", "required": ["project", "state"], "properties": {
         "project": {"type": "string"}, "state": {"type": "string"}, "run": _RUN, "last_run": _RUN,
         "served_version": _NULLABLE_STR}},

@@ -1,19 +1,35 @@
 """Whether two engines found the same objects: the bar an optimised runtime must clear.
 
-Same objects means: every detection of one has a partner in the other with the same
-class, box IoU >= 0.99 and score within 0.01. A detection whose score lies within
-the score tolerance of the confidence threshold may be missing on the other side,
-because a rounding difference legitimately moves it across the threshold.
+Same objects means: the detections pair up one to one (each detection has at most one
+partner) with the same class, box IoU >= 0.99 and score within 0.01. A detection whose
+score lies within the score tolerance of the confidence threshold may be missing on
+the other side, because a rounding difference legitimately moves it across the
+threshold. And a check that compared next to nothing proves nothing: fewer than
+``MIN_COMPARED_BOXES`` matched pairs over all images is a failure in itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .convert import Detection
 
 MIN_IOU = 0.99
 MAX_SCORE_DIFF = 0.01
+MIN_COMPARED_BOXES = 20  # matched pairs a passing check needs; two empty lists agree on nothing
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The outcome of comparing two engines: matched pairs and what did not match."""
+
+    compared: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -25,32 +41,57 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _partner(found: Detection, others: Sequence[Detection]) -> bool:
-    return any(
-        other.class_id == found.class_id
-        and abs(other.score - found.score) <= MAX_SCORE_DIFF
-        and iou(found.box, other.box) >= MIN_IOU
-        for other in others
-    )
+def _alike(a: Detection, b: Detection) -> bool:
+    return a.class_id == b.class_id and abs(a.score - b.score) <= MAX_SCORE_DIFF and iou(a.box, b.box) >= MIN_IOU
+
+
+def match(reference: Sequence[Detection], candidate: Sequence[Detection]) -> list[tuple[int, int]]:
+    """Pairs ``(reference index, candidate index)``, one to one, greedy by reference score.
+
+    Each reference detection, best score first, claims the unclaimed candidate most like it
+    (highest IoU among those of the same class and a close score); a claimed candidate
+    cannot be claimed again, so a duplicate on either side stays unmatched.
+    """
+    pairs: list[tuple[int, int]] = []
+    claimed: set[int] = set()
+    for r in sorted(range(len(reference)), key=lambda i: -reference[i].score):
+        options = [c for c in range(len(candidate)) if c not in claimed and _alike(reference[r], candidate[c])]
+        if options:
+            best = max(options, key=lambda c: iou(reference[r].box, candidate[c].box))
+            claimed.add(best)
+            pairs.append((r, best))
+    return pairs
+
+
+def _unpaired(side: str, found: Sequence[Detection], paired: set[int], conf: float) -> list[str]:
+    return [f"{side} class {d.class_id} score {d.score:.3f} at {tuple(round(v, 1) for v in d.box)} has no partner"
+            for i, d in enumerate(found)
+            if i not in paired and d.score >= conf + MAX_SCORE_DIFF]  # near the threshold: may be missing there
+
+
+def compare(reference: Sequence[Detection], candidate: Sequence[Detection], conf: float) -> tuple[int, list[str]]:
+    """Matched pairs and mismatches of one image."""
+    pairs = match(reference, candidate)
+    problems = (_unpaired("reference", reference, {r for r, _ in pairs}, conf)
+                + _unpaired("candidate", candidate, {c for _, c in pairs}, conf))
+    return len(pairs), problems
 
 
 def mismatches(reference: Sequence[Detection], candidate: Sequence[Detection], conf: float) -> list[str]:
     """Why ``candidate`` differs from ``reference`` on one image; empty when they agree."""
-    problems = []
-    for side, ours, theirs in (("reference", reference, candidate), ("candidate", candidate, reference)):
-        for found in ours:
-            if found.score < conf + MAX_SCORE_DIFF:
-                continue  # may sit on the other side of the threshold there
-            if not _partner(found, theirs):
-                problems.append(f"{side} class {found.class_id} score {found.score:.3f} at "
-                                f"{tuple(round(v, 1) for v in found.box)} has no partner")
-    return problems
+    return compare(reference, candidate, conf)[1]
 
 
 def same_detections(reference: Sequence[Sequence[Detection]], candidate: Sequence[Sequence[Detection]],
-                    conf: float) -> list[str]:
-    """Mismatches over many images, each prefixed with its image index."""
+                    conf: float, min_compared: int = MIN_COMPARED_BOXES) -> Parity:
+    """Compare many images; fails on any mismatch and on fewer than ``min_compared`` matched boxes."""
     if len(reference) != len(candidate):
-        return [f"{len(reference)} images in the reference, {len(candidate)} in the candidate"]
-    return [f"image {i}: {problem}" for i, (ref, cand) in enumerate(zip(reference, candidate))
-            for problem in mismatches(ref, cand, conf)]
+        return Parity(0, (f"{len(reference)} images in the reference, {len(candidate)} in the candidate",))
+    compared, problems = 0, []
+    for i, (ref, cand) in enumerate(zip(reference, candidate)):
+        matched, found = compare(ref, cand, conf)
+        compared += matched
+        problems += [f"image {i}: {problem}" for problem in found]
+    if compared < min_compared:
+        problems.insert(0, f"only {compared} boxes compared (< {min_compared}) on {len(reference)} images")
+    return Parity(compared, tuple(problems))

@@ -40,10 +40,10 @@ class Coalescer:
                                      "job": None})
 
     def request(self, start: bool, every_n: int, submit: Callable[[], dict[str, Any]],
-                job_alive: JobAlive) -> Decision:
-        """A trigger: ``start`` (button) or one changed annotation; ``submit`` queues a job.
+                job_alive: JobAlive, count: int = 1) -> Decision:
+        """A trigger: ``start`` (button) or ``count`` changed annotations; ``submit`` queues a job.
 
-        1. count the change; stop there unless it is a start or the count reached ``every_n``;
+        1. count the changes; stop there unless it is a start or the count reached ``every_n``;
         2. if a live run is scheduled, ask for one follow-up and stop;
         3. otherwise mark the project scheduled and submit a job (under the lock, so two
            workers receiving triggers at once cannot both submit).
@@ -51,7 +51,7 @@ class Coalescer:
         with locked(self._lock):
             control = self.read()
             if not start:
-                control["changes"] = int(control.get("changes", 0)) + 1
+                control["changes"] = int(control.get("changes", 0)) + count  # a bulk event counts them all
                 if every_n <= 0 or control["changes"] < every_n:
                     write_json(self.path, control)
                     return "counted"

@@ -2,9 +2,9 @@
 
 Boxes are written relative to the image as the browser shows it (EXIF orientation
 applied), and the image files are written upright too, so pixels and boxes agree
-whatever the loader does with EXIF. Upright copies are cached in
-``MODEL_DIR/training-images`` by source file identity: a later run re-links them
-instead of fetching and decoding again.
+whatever the loader does with EXIF. Upright copies are cached per project in
+``MODEL_DIR/projects/<id>/training-images`` by the sha256 of the source bytes: a later
+run re-links them instead of decoding again (retention deletes the ones no run uses).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..config import Settings
 from ..errors import BackendError
 from ..media import MediaFetcher, open_image
 from .collect import chosen_annotation
+from .retention import TRAINING_IMAGES, training_images
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,19 @@ class Example:
 
 @dataclass
 class Dataset:
+    """What a run trains on (``train``, with ``val`` for Ultralytics' best epoch) and what judges it (``holdout``).
+
+    The holdout never reaches Ultralytics in any form: not as training data, not as its
+    validation split, so the model cannot have been tuned on the images that score it.
+    """
+
     data_yaml: Path
     labels: list[str]
     train: list[Example]
+    val: list[Example]
     holdout: list[Example]
     skipped: list[str] = field(default_factory=list)  # why some tasks were left out
+    control: str = ""  # from_name of the control the labels come from
 
 
 
@@ -63,9 +72,17 @@ def task_lines(annotation: dict[str, Any], spec: label_config.ControlSpec) -> tu
 
 
 def upright_copy(source: Path, cache: Path, max_pixels: int) -> Path:
-    """``source`` with its EXIF orientation applied, cached by the source file's identity."""
-    st = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}:{st.st_mtime_ns}:{st.st_size}".encode()).hexdigest()[:32]
+    """``source`` with its EXIF orientation applied, cached by the sha256 of its bytes.
+
+    Content, not path and mtime: the download cache touches a file's mtime on every read,
+    and a re-uploaded or re-downloaded image is the same image, so a run never writes a
+    second copy of a picture it has already made upright.
+    """
+    digest = hashlib.sha256()
+    with source.open("rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):  # streamed: a large photo never sits in memory twice
+            digest.update(chunk)
+    key = digest.hexdigest()[:32]
     target = cache / f"{key}.jpg"
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
@@ -76,10 +93,10 @@ def upright_copy(source: Path, cache: Path, max_pixels: int) -> Path:
 
 
 def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
-                     media: MediaFetcher) -> tuple[list[Example], list[str]]:
+                     media: MediaFetcher, project: str | None = None) -> tuple[list[Example], list[str]]:
     """Every task with a usable annotation and a readable image; the reasons for the others."""
     examples, skipped = [], []
-    cache = settings.model_dir_path / "training-images"
+    cache = training_images(settings.model_dir_path, project) if project else settings.model_dir_path / TRAINING_IMAGES
     for task in tasks:
         annotation = chosen_annotation(task)
         if annotation is None:
@@ -95,28 +112,41 @@ def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec
     return examples, skipped
 
 
+def _rank(task_id: int | str, salt: str) -> float:
+    """A task's stable place in [0, 1) for one split; it never changes as the project grows."""
+    digest = hashlib.sha256(f"{salt}:{task_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
 def in_holdout(task_id: int | str, fraction: float) -> bool:
     """Stable per task: a task stays on its side of the split as the project grows."""
-    digest = hashlib.sha256(f"holdout:{task_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+    return _rank(task_id, "holdout") < fraction
 
 
-def split(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
-    """(train, holdout); both non-empty when there are two examples or more."""
-    holdout = [e for e in examples if in_holdout(e.task_id, fraction)]
-    train = [e for e in examples if not in_holdout(e.task_id, fraction)]
-    if not holdout and len(train) > 1:  # tiny project, unlucky hashes: hold out the first by hash order
-        first = min(train, key=lambda e: hashlib.sha256(f"holdout:{e.task_id}".encode()).digest())
-        train.remove(first)
-        holdout = [first]
-    if not train and len(holdout) > 1:
-        train = [holdout.pop()]
-    return train, holdout
+def split(examples: list[Example], fraction: float, floor: int = 1) -> tuple[list[Example], list[Example]]:
+    """(train, holdout): the holdout is every task ranked below ``fraction``, and at least ``floor`` tasks.
+
+    Below the floor the next-ranked tasks are held out too. Both rules pick the lowest
+    ranks, so a task that trained a model never moves into a later holdout (which would
+    flatter that model), however the project grows.
+    """
+    ordered = sorted(examples, key=lambda e: _rank(e.task_id, "holdout"))
+    size = max(sum(1 for e in examples if in_holdout(e.task_id, fraction)), min(floor, len(examples)))
+    return ordered[size:], ordered[:size]
 
 
-def write_dataset(root: Path, train: list[Example], holdout: list[Example], labels: list[str]) -> Path:
-    """images/{train,holdout}, labels/{train,holdout}, data.yaml (``val`` is the holdout)."""
-    for name, part in (("train", train), ("holdout", holdout)):
+def carve_val(train: list[Example], fraction: float = 0.15) -> tuple[list[Example], list[Example]]:
+    """(train, val) from the training part: Ultralytics picks its best epoch and stops early on ``val``."""
+    if len(train) < 2:
+        return train, list(train)  # too small to carve: Ultralytics still needs a val split
+    ordered = sorted(train, key=lambda e: _rank(e.task_id, "val"))
+    size = min(max(1, round(fraction * len(train))), len(train) - 1)
+    return ordered[size:], ordered[:size]
+
+
+def write_dataset(root: Path, parts: dict[str, list[Example]], labels: list[str]) -> Path:
+    """images/<part>, labels/<part> for each part, and data.yaml naming ``train`` and ``val`` only."""
+    for name, part in parts.items():
         (root / "images" / name).mkdir(parents=True, exist_ok=True)
         (root / "labels" / name).mkdir(parents=True, exist_ok=True)
         for example in part:
@@ -129,7 +159,7 @@ def write_dataset(root: Path, train: list[Example], holdout: list[Example], labe
             (root / "labels" / name / f"{stem}.txt").write_text("".join(f"{line}\n" for line in example.lines))
     names = "".join(f"  {index}: {_yaml_string(label)}\n" for index, label in enumerate(labels))
     data_yaml = root / "data.yaml"
-    data_yaml.write_text(f"path: {_yaml_string(str(root.resolve()))}\ntrain: images/train\nval: images/holdout\n"
+    data_yaml.write_text(f"path: {_yaml_string(str(root.resolve()))}\ntrain: images/train\nval: images/val\n"
                          f"names:\n{names}")
     return data_yaml
 
@@ -140,10 +170,13 @@ def _yaml_string(text: str) -> str:
 
 
 def build_dataset(root: Path, tasks: list[dict[str, Any]], config_xml: str, settings: Settings,
-                  media: MediaFetcher | None = None) -> Dataset:
-    """The whole step: choose annotations, fetch upright images, split, write."""
+                  media: MediaFetcher | None = None, project: str | None = None) -> Dataset:
+    """The whole step: choose annotations, fetch upright images, hold out, carve val, write."""
     spec = training_control(config_xml)
-    examples, skipped = collect_examples(tasks, spec, settings, media or MediaFetcher.from_settings(settings))
-    train, holdout = split(examples, settings.train_holdout)
+    examples, skipped = collect_examples(tasks, spec, settings, media or MediaFetcher.from_settings(settings),
+                                         project)
+    rest, holdout = split(examples, settings.train_holdout, settings.train_min_holdout)
+    train, val = carve_val(rest)
     labels = list(spec.labels)
-    return Dataset(write_dataset(root, train, holdout, labels), labels, train, holdout, skipped)
+    data_yaml = write_dataset(root, {"train": train, "val": val}, labels)
+    return Dataset(data_yaml, labels, train, val, holdout, skipped, spec.from_name)

@@ -1,4 +1,4 @@
-"""The two Ultralytics calls of a run: fit a candidate, score a checkpoint on the holdout.
+"""The two model calls of a run: fit a candidate, and predict the holdout the way the service would.
 
 Imported only in the training process: the web workers never load the trainer.
 """
@@ -9,30 +9,23 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
+from .. import convert, label_config
 from ..config import Settings
 from ..detector import pick_device
+from ..label_config import ControlSpec
+from . import scoring
+from .dataset import Example
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Holdout scores; promotion compares ``map50_95`` first, then ``map50``."""
-
-    map50_95: float
-    map50: float
-
-    def at_least(self, other: Scores) -> bool:
-        return (self.map50_95, self.map50) >= (other.map50_95, other.map50)
-
-    def to_json(self) -> dict[str, float]:
-        return {k: round(v, 4) for k, v in asdict(self).items()}
+SCORING_CONF = 0.001  # as `yolo val`: every box counts for mAP; thresholds are applied afterwards
 
 
 def training_threads(settings: Settings) -> int:
@@ -105,20 +98,54 @@ def _loss(trainer: Any) -> float | None:
     return round(float(sum(float(torch.as_tensor(p).sum()) for p in parts)), 4)
 
 
-def class_names(checkpoint: str | Path) -> list[str]:
-    """The model's classes in index order (a yaml architecture has none that matter)."""
-    from ultralytics import YOLO
+def holdout_images(examples: Sequence[Example], batch: int = 16) -> Iterator[list[tuple[Example, np.ndarray]]]:
+    """The holdout's upright images as BGR arrays, a batch at a time (a big holdout never sits in memory)."""
+    import cv2
 
-    names = YOLO(str(checkpoint)).names
-    return [str(names[i]) for i in sorted(names)]
+    for start in range(0, len(examples), batch):
+        chunk = examples[start:start + batch]
+        yield [(example, cv2.imread(str(example.image), cv2.IMREAD_COLOR)) for example in chunk]
 
 
-def evaluate(checkpoint: Path, data_yaml: Path, work: Path, settings: Settings, name: str) -> Scores:
-    """mAP50-95 and mAP50 of ``checkpoint`` on the dataset's holdout (its ``val`` split)."""
-    from ultralytics import YOLO
+def truths(example: Example, width: int, height: int) -> tuple[scoring.Truth, ...]:
+    """The annotation's YOLO lines as pixel boxes on the upright image."""
+    found = []
+    for line in example.lines:
+        box = convert.parse_yolo_line(line)
+        found.append(scoring.Truth(box.class_id, ((box.cx - box.w / 2) * width, (box.cy - box.h / 2) * height,
+                                                  (box.cx + box.w / 2) * width, (box.cy + box.h / 2) * height)))
+    return tuple(found)
 
-    metrics = YOLO(str(checkpoint)).val(data=str(data_yaml), split="val", imgsz=settings.train_imgsz,
-                                        batch=max(1, min(settings.train_batch, 16)), device=_device(settings),
-                                        workers=0, plots=False, verbose=False, project=str(work), name=name,
-                                        exist_ok=True)
-    return Scores(float(metrics.box.map), float(metrics.box.map50))
+
+def no_model(examples: Sequence[Example]) -> list[scoring.Image]:
+    """What an annotator gets without weights: nothing, on every holdout image."""
+    out = []
+    for chunk in holdout_images(examples):
+        out += [scoring.Image((), truths(example, pixels.shape[1], pixels.shape[0])) for example, pixels in chunk]
+    return out
+
+
+def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: ControlSpec, settings: Settings
+                    ) -> list[scoring.Image]:
+    """Run ``checkpoint`` over the holdout as the service serves it, mapped to ``spec``'s labels.
+
+    Same image size (IMGSZ, or the checkpoint's own under ``auto``), IoU and max_det as
+    serving, and the same class -> label mapping (``predicted_values``, exact, case-folded),
+    at a low confidence so that every threshold can be judged from one pass.
+    """
+    from ..detector import Detector, checkpoint_imgsz, load_ultralytics
+
+    model = load_ultralytics(checkpoint)
+    imgsz = settings.fixed_imgsz or checkpoint_imgsz(model)
+    detector = Detector(model, device=pick_device(settings.device), imgsz=imgsz, iou=settings.iou,
+                        max_det=settings.max_det, name=checkpoint.name)
+    to_label = {name: index for index, name in enumerate(spec.labels)}
+    mapping = {cls: to_label[label] for cls, label in label_config.map_classes(spec, detector.names).items()}
+    out = []
+    for chunk in holdout_images(examples):
+        found = detector.detect([pixels for _, pixels in chunk], conf=SCORING_CONF)
+        for (example, pixels), detections in zip(chunk, found):
+            mapped = tuple(scoring.Found(mapping[d.class_id], d.score, d.box) for d in detections
+                           if d.class_id in mapping)
+            out.append(scoring.Image(mapped, truths(example, pixels.shape[1], pixels.shape[0])))
+    return out

@@ -4,6 +4,11 @@ Both runners call ``run_job``: the local runner in a child process
 (``python -m yolo_backend.training.job``, settings on stdin), the RQ runner through
 ``rq worker``. The process holds the project's ``run.lock`` for its whole life, which
 is how every other process knows a run is alive.
+
+TRAIN_TIMEOUT bounds each whole run (fetching images, writing the dataset, training,
+scoring, export), not only its epochs: a ``Watchdog`` thread ends the process when the
+deadline passes, so whatever the run was stuck in, the kernel drops its locks and the
+next trigger can queue a new run.
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
+import threading
+from pathlib import Path
 
 from ..config import Settings
 from ..logs import configure
+from . import state
 from .coalesce import Coalescer
 from .collect import LABEL_STUDIO
 from .durable import locked
+from .registry import Registry, project_dir
 from .state import RunRecord, RunState
 from .status import StatusBook
 from .train import run_once
@@ -26,6 +36,13 @@ from .train import run_once
 log = logging.getLogger("yolo_backend.training")
 
 NICENESS = 10  # the web workers' /predict comes first when both want the CPU
+TIMED_OUT = 3  # exit status of a process whose run passed TRAIN_TIMEOUT (RQ marks the job failed)
+# Functions of the recipe (train.py) and what the timeout reason calls them; the innermost one on the run's
+# stack is reported, else the phase the run last recorded in its progress.
+STEPS = {"load_project": "collect: reading the project's tasks",
+         "build_dataset": "write dataset: fetching and decoding images",
+         "fit": "train", "predict_holdout": "evaluate: scoring on the holdout",
+         "prepare": "export: making and checking the serving engine", "publish": "publish"}
 
 
 def run_job(project: str, run_id: str | None = None, source: str = LABEL_STUDIO,
@@ -34,6 +51,7 @@ def run_job(project: str, run_id: str | None = None, source: str = LABEL_STUDIO,
 
     ``one_at_a_time`` (local runner) also takes ``MODEL_DIR/training-slot.lock``, so several web
     workers never train two projects at once on one machine; with RQ, the number of workers decides.
+    A run that passes TRAIN_TIMEOUT ends this process (see ``Watchdog``), also when called in-process.
     """
     settings = settings or Settings.from_env()
     if not logging.getLogger().handlers:  # under `rq worker`: make the progress lines visible
@@ -47,14 +65,101 @@ def run_job(project: str, run_id: str | None = None, source: str = LABEL_STUDIO,
     with locked(coalescer.run_lock), slot:
         while True:
             coalescer.begin()
+            clear_stale_runs(settings.model_dir_path, project)
             current = book.current()
             run = current if current and current.run_id == run_id and current.state == RunState.QUEUED \
                 else RunRecord(project)
-            last = run_once(settings, project, run, source).state.value
+            with Watchdog(settings, project, run):
+                last = run_once(settings, project, run, source).state.value
             if not coalescer.end():
                 return last
             log.info("project %s: triggers arrived during the run; starting the follow-up run", project)
             run_id = None
+
+
+def clear_stale_runs(model_dir: Path, project: str) -> list[str]:
+    """Delete the work folders of runs killed before they could (we hold run.lock: none is live)."""
+    runs = project_dir(model_dir, project) / "runs"
+    stale = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        log.info("project %s: deleted the work folders of %d killed runs", project, len(stale))
+    return [folder.name for folder in stale]
+
+
+class Watchdog:
+    """Ends the process when a run passes TRAIN_TIMEOUT, whatever step it is stuck in.
+
+    A thread, not SIGALRM (RQ's work horse uses that for its own job timeout), so it works
+    in the local child process and under ``rq worker`` alike. When the deadline passes:
+
+    1. take the registry lock: a publish in progress completes first, never half-way;
+    2. unless the run has finished meanwhile, record it failed, naming the step it was in;
+    3. delete the run's work folder;
+    4. ``os._exit``: the kernel drops run.lock, so the web side sees no live run.
+    """
+
+    def __init__(self, settings: Settings, project: str, run: RunRecord) -> None:
+        self.settings, self.project, self.run = settings, project, run
+        self._recipe_thread = threading.get_ident()  # whose stack tells the step
+        self._done = threading.Event()
+        self._firing = threading.Lock()  # the run's end and the watchdog's exit exclude each other
+        self._thread = threading.Thread(target=self._watch, daemon=True, name=f"watchdog-{project}")
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._firing:  # blocks only while the watchdog is ending the process
+            self._done.set()
+
+    def _watch(self) -> None:
+        if self._done.wait(self.settings.train_timeout):
+            return
+        book = StatusBook(self.settings.model_dir_path, self.project)
+        step = current_step(self._recipe_thread) or ((book.current() or self.run).progress or {}).get("phase")
+        with self._firing:
+            if self._done.is_set():
+                return
+            self._expire(step)
+
+    def _expire(self, step: str | None) -> None:
+        model_dir = self.settings.model_dir_path
+        reason = f"the run took more than TRAIN_TIMEOUT={self.settings.train_timeout} s" + \
+                 (f" (stopped during {step})" if step else "")
+        with locked(Registry(model_dir, self.project)._lock):
+            if not record_timeout(StatusBook(model_dir, self.project), self.run, reason):
+                return  # it finished just now: nothing to stop
+            shutil.rmtree(project_dir(model_dir, self.project) / "runs" / self.run.run_id, ignore_errors=True)
+            log.error("project %s: run %s failed: %s; ending the training process", self.project,
+                      self.run.run_id, reason)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(TIMED_OUT)  # no cleanup runs in the stuck thread; the kernel releases every lock
+
+
+def record_timeout(book: StatusBook, run: RunRecord, reason: str) -> bool:
+    """Record ``run`` failed with ``reason``; False (and nothing written) when it already finished."""
+    data = book.read()
+    if any(r.get("run_id") == run.run_id for r in data.get("history") or []):
+        return False
+    current = book.current()
+    record = current if current and current.run_id == run.run_id else RunRecord.from_json(run.to_json())
+    book.save(state.fail(record, reason))
+    return True
+
+
+def current_step(thread_id: int) -> str | None:
+    """The recipe step ``thread_id`` is in now, from its stack (innermost known one), or None."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code.co_name in STEPS and str(frame.f_globals.get("__name__", "")).startswith("yolo_backend."):
+            return STEPS[frame.f_code.co_name]
+        frame = frame.f_back
+    return None
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The training recipe, top to bottom: collect, write dataset, train, evaluate, publish.
+"""The training recipe, top to bottom: collect, write dataset, train, evaluate, decide, export, publish.
 
 ``run_once`` never raises: whatever happens ends as a named state in the project's
 status file (promoted, rejected, not_started or failed, with the reason). It runs in
@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import Settings
-from . import state
+from ..model_store import UNTRAINED, checkpoint_version
+from . import scoring, state
 from .collect import LABEL_STUDIO, load_project
-from .dataset import Dataset, build_dataset
-from .registry import Registry, project_dir
+from .dataset import Dataset, build_dataset, training_control
+from .registry import Registry, ServedChanged, project_dir
+from .retention import prune
 from .state import RunRecord
 from .status import StatusBook
-
-if TYPE_CHECKING:
-    from .fitting import Scores
 
 log = logging.getLogger("yolo_backend.training")
 
@@ -31,38 +30,51 @@ def run_once(settings: Settings, project: str, run: RunRecord, source: str = LAB
     book = StatusBook(settings.model_dir_path, project)
     book.save(state.start(run))
     work = project_dir(settings.model_dir_path, project) / "runs" / run.run_id
+    used: set[Path] = set()  # the training images this run read: the ones retention keeps
     try:
-        _recipe(settings, project, run, source, work, book)
+        _recipe(settings, project, run, source, work, book, used)
     except Exception as exc:  # any failure is a recorded state, never a crash of the worker loop
         log.exception("project %s: run %s failed", project, run.run_id)
         state.fail(run, f"{type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(work, ignore_errors=True)  # datasets and Ultralytics outputs are per run
+    if used:  # a run that never reached Label Studio must not empty the image cache
+        try:  # retention: served + newest KEEP_VERSIONS versions stay; older weights, exports, images go
+            run.metrics["retention"] = prune(settings.model_dir_path, project, settings.keep_versions,
+                                             settings.model_dir_path / "runtime", used)
+        except OSError as exc:
+            log.warning("project %s: retention: %s", project, exc)
     book.save(run)
     log.info("project %s: run %s %s: %s", project, run.run_id, run.state.value, run.reason)
     return run
 
 
-def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work: Path, book: StatusBook) -> None:
+def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work: Path, book: StatusBook,
+            used: set[Path]) -> None:
     # collect: Label Studio is the source of truth (the webhook body is never used)
     data = load_project(settings, project, source)
 
-    # write dataset: upright images, YOLO boxes, deterministic holdout
-    dataset = build_dataset(work / "dataset", data.tasks, data.label_config, settings)
-    labeled = len(dataset.train) + len(dataset.holdout)
-    run.metrics.update(train_images=len(dataset.train), holdout_images=len(dataset.holdout),
-                       skipped_tasks=len(dataset.skipped), labels=dataset.labels)
-    if labeled < settings.train_min_images:
-        state.not_started(run, f"need {settings.train_min_images - labeled} more labeled images "
-                               f"({labeled} of TRAIN_MIN_IMAGES={settings.train_min_images})")
+    # write dataset: upright images, YOLO boxes; a holdout Ultralytics never sees, a val split carved from train
+    dataset = build_dataset(work / "dataset", data.tasks, data.label_config, settings, project=project)
+    used.update(e.image for e in (*dataset.train, *dataset.val, *dataset.holdout))
+    spec = training_control(data.label_config)
+    labeled = len(dataset.train) + len(dataset.val) + len(dataset.holdout)
+    run.metrics.update(train_images=len(dataset.train), val_images=len(dataset.val),
+                       holdout_images=len(dataset.holdout), skipped_tasks=len(dataset.skipped),
+                       labels=dataset.labels, control=spec.from_name)
+    needed = max(settings.train_min_images, settings.train_min_holdout + 2)  # a floor-sized holdout + 2 to train
+    if labeled < needed:
+        state.not_started(run, f"need {needed - labeled} more labeled images ({labeled} of {needed}: "
+                               f"TRAIN_MIN_IMAGES={settings.train_min_images}, "
+                               f"TRAIN_MIN_HOLDOUT={settings.train_min_holdout} held out + 2 to train)")
         return
 
     from . import fitting  # imports torch/Ultralytics: only once there is something to train
 
-    # train: from the served model of these labels if there is one, else from the base
+    # train: from the served version if there is one, else from the base
     registry = Registry(settings.model_dir_path, project)
-    served = _served_checkpoint(settings, registry)
-    start = str(served) if served else _base_start(settings)
+    served = _served_now(settings, registry)
+    start = str(served.path) if served.trained else _base_start(settings)
     run.metrics["started_from"] = Path(start).name
 
     def progress(info: dict) -> None:
@@ -73,37 +85,81 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
 
     candidate = fitting.fit(start, dataset.labels, dataset.data_yaml, work, settings, progress)
 
-    # evaluate: candidate and served model on the same holdout
-    scores = fitting.evaluate(candidate, dataset.data_yaml, work, settings, "candidate")
+    # evaluate: both models on the same holdout, as the service would serve them to annotators
+    run.progress = {**run.progress, "phase": "scoring on the holdout"}
+    book.save(run)
+    labels, default = dataset.labels, settings.model_score_threshold
+    found = fitting.predict_holdout(candidate, dataset.holdout, spec, settings)
+    scores = scoring.score(found, len(labels), default, control_threshold=spec.threshold,
+                           choose_per_class=settings.class_thresholds)
+    baseline_found = (fitting.predict_holdout(served.path, dataset.holdout, spec, settings) if served.path
+                      else fitting.no_model(dataset.holdout))
+    own = [served.thresholds.get(label, default) for label in labels] if served.thresholds and \
+        settings.class_thresholds else None
+    baseline = scoring.score(baseline_found, len(labels), default, served_thresholds=own,
+                             control_threshold=spec.threshold)
     run.metrics["candidate"] = scores.to_json()
-    comparable = served if served and fitting.class_names(served) == dataset.labels else None
-    if comparable is None and Path(start).suffix == ".pt" and fitting.class_names(start) == dataset.labels:
-        comparable = Path(start)  # a base already trained on exactly these labels
-    baseline = fitting.evaluate(comparable, dataset.data_yaml, work, settings, "served") if comparable else None
-    run.metrics["served"] = baseline.to_json() if baseline else None
+    run.metrics["served"] = {**baseline.to_json(), "version": served.version}
 
-    # publish: only a candidate at least as good as what serves now
-    _decide(run, registry, candidate, dataset, scores, baseline)
-
-
-def _decide(run: RunRecord, registry: Registry, candidate: Path, dataset: Dataset, scores: Scores,
-            baseline: Scores | None) -> None:
-    if baseline is not None and not scores.at_least(baseline):
-        state.reject(run, f"candidate mAP50-95 {scores.map50_95:.3f} < served {baseline.map50_95:.3f} "
-                          "on the holdout; the served model stays")
+    # decide: better pre-labels by PROMOTE_MIN_GAIN, boxes no worse; ties keep the served model
+    promote, why = scoring.decide(scores, baseline, settings.promote_min_gain)
+    if not promote:
+        state.reject(run, f"{why}; {served.version} stays")
         return
-    why = ("nothing served yet for these labels" if baseline is None else
-           f"candidate mAP50-95 {scores.map50_95:.3f} >= served {baseline.map50_95:.3f}")
-    version = registry.publish(candidate, dataset.labels, dict(run.metrics), run.run_id)
+    thresholds = scoring.best_thresholds(found, len(labels), default)
+    run.metrics["thresholds"] = {labels[i]: t for i, t in sorted(thresholds.items())}
+
+    # export and check: the engine it will serve on, checked on the holdout now, never in a web request
+    run.progress = {**run.progress, "phase": "exporting"}
+    book.save(run)
+    verdict, imgsz = _prepare_runtime(candidate, dataset, settings)
+    run.metrics["runtime"] = verdict
+
+    # publish: unless someone chose another served version meanwhile (a rollback stands)
+    try:
+        version = registry.publish(candidate, labels, dict(run.metrics), run.run_id, expect_served=served.registered,
+                                   control=spec.from_name, thresholds=run.metrics["thresholds"], imgsz=imgsz,
+                                   runtime=verdict, export_key=verdict.get("key"), decision=why)
+    except ServedChanged as exc:
+        state.reject(run, str(exc))
+        return
     state.promote(run, version, why)
 
 
-def _served_checkpoint(settings: Settings, registry: Registry) -> Path | None:
+@dataclass(frozen=True)
+class _Served:
+    """What serves the training control now, as the run found it at its start."""
+
+    path: Path | None  # None: no weights at all
+    version: str
+    registered: str | None  # the registry's served name (None: the base serves)
+    thresholds: dict[str, float]
+    trained: bool
+
+
+def _served_now(settings: Settings, registry: Registry) -> _Served:
+    served_name = registry.load()["served"]
     entry = registry.served()
-    if entry is None:
-        return None
-    path = registry.checkpoint(entry)
-    return path if path.is_file() else None
+    if entry is not None and registry.checkpoint(entry).is_file():
+        return _Served(registry.checkpoint(entry), entry["version"], served_name, dict(entry.get("thresholds") or {}),
+                       True)
+    base = settings.model_root_path / settings.model_path
+    if base.is_file():
+        return _Served(base, checkpoint_version(base), served_name, {}, False)
+    return _Served(None, UNTRAINED, served_name, {}, False)
+
+
+def _prepare_runtime(candidate: Path, dataset: Dataset, settings: Settings) -> tuple[dict, int]:
+    """Export the candidate for RUNTIME and check it answers as torch on up to 16 holdout images."""
+    from .. import runtime
+    from ..detector import checkpoint_imgsz, pick_device
+    from .fitting import holdout_images
+
+    imgsz = settings.fixed_imgsz or checkpoint_imgsz(candidate)
+    images = [pixels for chunk in holdout_images(dataset.holdout[:16]) for _, pixels in chunk]
+    verdict = runtime.prepare(candidate, settings.runtime, pick_device(settings.device), imgsz,
+                              settings.model_dir_path / "runtime", images)
+    return {**verdict.to_json(), "key": runtime.content_key(candidate)}, imgsz
 
 
 def _base_start(settings: Settings) -> str:

@@ -15,6 +15,7 @@ from ..errors import BadRequest
 from . import state
 from .coalesce import Coalescer
 from .collect import LABEL_STUDIO
+from .durable import read_json
 from .registry import Registry, RegistryReader
 from .runner import Runner, make_runner
 from .state import RunRecord
@@ -23,7 +24,10 @@ from .status import StatusBook
 log = logging.getLogger("yolo_backend.training")
 
 START = "START_TRAINING"
-CHANGES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED")
+# Label Studio 1.23's events that change a project's annotations (docs/training.md, "Events Label
+# Studio sends"). A delete is ANNOTATIONS_DELETED, also for one; TASKS_CREATED is an import, which
+# may carry annotations. ``model.changed_annotations`` counts each event's annotations.
+CHANGES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED", "TASKS_CREATED")
 DIED = "the training worker stopped during the run (killed or restarted); the next trigger starts a new run"
 
 
@@ -36,10 +40,12 @@ class ProjectTrainer:
         self.runner = runner or make_runner(settings, source)
         self.lookup = RegistryReader(self.model_dir)  # for ModelStore.use_project_models
 
-    def handle(self, event: str, project_id: str) -> dict[str, Any]:
-        """START_TRAINING queues a run; annotation events count towards TRAIN_EVERY_N."""
+    def handle(self, event: str, project_id: str, changes: int = 1) -> dict[str, Any]:
+        """START_TRAINING queues a run; an annotation event counts its ``changes`` towards TRAIN_EVERY_N."""
         if event != START and event not in CHANGES:
             return {"status": "ignored", "reason": f"{event} does not change training data"}
+        if event != START and changes < 1:  # e.g. an import of tasks without annotations
+            return {"status": "ignored", "reason": f"this {event} carries no annotations"}
         try:
             coalescer = Coalescer(self.model_dir, project_id)
         except ValueError as exc:
@@ -54,7 +60,8 @@ class ProjectTrainer:
             return self.runner.submit(project_id, run.run_id)
 
         try:
-            decision = coalescer.request(event == START, self.settings.train_every_n, submit, self.runner.alive)
+            decision = coalescer.request(event == START, self.settings.train_every_n, submit, self.runner.alive,
+                                         count=changes)
         except Exception as exc:  # Redis down, no process slots...: answer, and say why
             log.error("project %s: could not queue a training run: %s", project_id, exc)
             for run in queued:
@@ -99,10 +106,22 @@ class ProjectTrainer:
         }
 
     def history(self, project_id: str) -> dict[str, Any]:
-        """For ``/versions?project=``: version names (newest last), which one serves, metrics of each."""
+        """For ``/versions?project=``: version names (newest last), which one serves, the scores, thresholds
+        and promotion decision of each, and the last runs' decisions (rejected ones included)."""
         data = Registry(self.model_dir, project_id).load()
+        runs = StatusBook(self.model_dir, project_id).read().get("history") or []
+        decisions = [{"run_id": r["run_id"], "state": r["state"], "reason": r["reason"], "version": r.get("version"),
+                      "candidate": (r.get("metrics") or {}).get("candidate"),
+                      "served": (r.get("metrics") or {}).get("served")} for r in runs]
         return {"versions": [v["version"] for v in data["versions"]], "project": project_id,
-                "served": data["served"], "details": data["versions"]}
+                "served": data["served"], "details": data["versions"], "runs": decisions}
+
+    def known_versions(self) -> list[str]:
+        """Every promoted version of every project in MODEL_DIR: what /versions lists."""
+        found: list[str] = []
+        for registry in sorted((self.model_dir / "projects").glob("*/registry.json")):
+            found += [v["version"] for v in (read_json(registry, {}) or {}).get("versions") or []]
+        return found
 
     def rollback(self, project_id: str, version: str) -> dict[str, Any]:
         """Serve an earlier promoted version; every worker notices on its next request."""

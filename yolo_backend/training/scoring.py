@@ -1,0 +1,226 @@
+"""How good are a model's pre-labels on the holdout: mAP, and precision/recall/F1 at the serving thresholds.
+
+Pure numpy on plain data, so every rule of the promotion gate is tested without a model.
+Predictions are already mapped to the project's labels (index into the control's labels)
+exactly as the service maps them, so a COCO base serving through ``predicted_values`` and
+a model trained on the project are scored by the same rules.
+
+Matching is one to one and greedy by score (COCO's rule): the best-scored prediction
+claims the unclaimed truth of its class it overlaps most. Greedy matching has a useful
+property: the matches among predictions above a threshold are the same whatever the
+threshold, so every threshold's counts come from one matching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # mAP50-95, as COCO and Ultralytics
+MATCH_IOU = 0.5  # a pre-label is useful when it overlaps an object of its class this much
+MIN_THRESHOLD = 0.05  # per-class thresholds never go lower: below, boxes are mostly noise
+
+
+@dataclass(frozen=True)
+class Found:
+    """One prediction, mapped to the project's label ``label`` (index)."""
+
+    label: int
+    score: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 pixels
+
+
+@dataclass(frozen=True)
+class Truth:
+    label: int
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Image:
+    """One holdout image: what the model found and what the annotator drew."""
+
+    found: tuple[Found, ...]
+    truth: tuple[Truth, ...]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model on the holdout. ``f1`` is at the thresholds it is served with; that is what annotators get."""
+
+    images: int
+    objects: int
+    map50_95: float
+    map50: float
+    precision: float
+    recall: float
+    f1: float
+    f1_default: float  # at MODEL_SCORE_THRESHOLD for every class, for reference
+    thresholds: str  # how f1's thresholds were chosen: "control", "default", "per-class (...)"
+
+    def to_json(self) -> dict[str, object]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (n, 4) with every box in ``b`` (m, 4)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def match(image: Image, iou_min: float = MATCH_IOU) -> list[bool]:
+    """Per prediction (in ``image.found`` order): does it claim a truth of its class, one to one?"""
+    hits = [False] * len(image.found)
+    if not image.found or not image.truth:
+        return hits
+    ious = _iou(np.array([f.box for f in image.found], float), np.array([t.box for t in image.truth], float))
+    claimed: set[int] = set()
+    for i in sorted(range(len(image.found)), key=lambda k: -image.found[k].score):
+        best, best_iou = -1, iou_min
+        for j, truth in enumerate(image.truth):
+            if j not in claimed and truth.label == image.found[i].label and ious[i, j] >= best_iou:
+                best, best_iou = j, ious[i, j]
+        if best >= 0:
+            claimed.add(best)
+            hits[i] = True
+    return hits
+
+
+def average_precision(images: Sequence[Image]) -> tuple[float, float]:
+    """(mAP50-95, mAP50) over the labels present in the truths; (0, 0) when nothing is annotated."""
+    truths = [t.label for image in images for t in image.truth]
+    if not truths:
+        return 0.0, 0.0
+    from ultralytics.utils.metrics import ap_per_class  # the same AP integration as `yolo val`
+
+    found = [f for image in images for f in image.found]
+    if not found:
+        return 0.0, 0.0
+    tp = _tp_matrix(images)
+    ap = ap_per_class(tp, np.array([f.score for f in found]), np.array([f.label for f in found]),
+                      np.array(truths))[5]
+    return float(ap.mean()), float(ap[:, 0].mean())
+
+
+def _tp_matrix(images: Sequence[Image]) -> np.ndarray:
+    """(predictions, 10): whether each prediction is a true positive at each IoU threshold."""
+    columns = [[hit for image in images for hit in match(image, float(t))] for t in IOU_THRESHOLDS]
+    return np.array(columns, bool).T
+
+
+@dataclass(frozen=True)
+class Counts:
+    tp: int
+    fp: int
+    fn: int
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
+
+
+def counts(images: Sequence[Image], thresholds: Sequence[float], labels: Sequence[int] | None = None) -> Counts:
+    """TP/FP/FN of the pre-labels an annotator sees: predictions at or above their label's threshold."""
+    tp = fp = fn = 0
+    for image in images:
+        for found, hit in zip(image.found, match(image)):
+            if (labels is None or found.label in labels) and found.score >= thresholds[found.label]:
+                tp, fp = tp + hit, fp + (not hit)
+        fn += sum(1 for t in image.truth if labels is None or t.label in labels)
+    return Counts(tp, fp, fn - tp)
+
+
+def best_thresholds(images: Sequence[Image], n_labels: int, default: float) -> dict[int, float]:
+    """Per label with objects in ``images``: the score threshold of highest F1 (ties: the higher one).
+
+    Labels without any annotated object keep ``default`` (they are left out of the result).
+    """
+    chosen: dict[int, float] = {}
+    for label in range(n_labels):
+        objects = sum(1 for image in images for t in image.truth if t.label == label)
+        if not objects:
+            continue
+        scored = sorted(((f.score, hit) for image in images for f, hit in zip(image.found, match(image))
+                         if f.label == label and f.score >= MIN_THRESHOLD), reverse=True)
+        best_f1, best = -1.0, max(default, MIN_THRESHOLD)
+        tp = fp = 0
+        for index, (score, hit) in enumerate(scored):
+            tp, fp = tp + hit, fp + (not hit)
+            if index + 1 < len(scored) and scored[index + 1][0] == score:
+                continue  # a threshold keeps every prediction of the same score
+            f1 = 2 * tp / (2 * tp + fp + (objects - tp))
+            if f1 > best_f1 + 1e-12:
+                best_f1, best = f1, score
+        chosen[label] = round(float(best), 4)
+    return chosen
+
+
+def cross_fitted(images: Sequence[Image], n_labels: int, default: float) -> Counts:
+    """Counts of per-class thresholds judged on images they were not chosen on (two folds, swapped).
+
+    Choosing thresholds on the holdout and scoring them there would flatter the candidate.
+    """
+    folds = (images[0::2], images[1::2])
+    total = Counts(0, 0, 0)
+    for chosen_on, judged_on in (folds, folds[::-1]):
+        picked = best_thresholds(chosen_on, n_labels, default)
+        total = total + counts(judged_on, [picked.get(label, default) for label in range(n_labels)])
+    return total
+
+
+def score(images: Sequence[Image], n_labels: int, default: float, served_thresholds: Sequence[float] | None = None,
+          control_threshold: float | None = None, choose_per_class: bool = False) -> Scores:
+    """All holdout scores of one model.
+
+    The thresholds ``f1`` uses, in Label Studio's order of precedence: the control's
+    ``model_score_threshold``; else ``served_thresholds`` (a promoted version's own); else,
+    for a candidate with per-class thresholds on, thresholds chosen per class (cross-fitted);
+    else ``default`` for every label.
+    """
+    map50_95, map50 = average_precision(images)
+    flat = [default] * n_labels
+    at_default = counts(images, flat)
+    if control_threshold is not None:
+        served, how = counts(images, [control_threshold] * n_labels), "control"
+    elif served_thresholds is not None:
+        served, how = counts(images, served_thresholds), "per-class (the version's own)"
+    elif choose_per_class:
+        served, how = cross_fitted(images, n_labels, default), "per-class (cross-fitted on the holdout)"
+    else:
+        served, how = at_default, "default"
+    return Scores(images=len(images), objects=sum(len(i.truth) for i in images), map50_95=map50_95, map50=map50,
+                  precision=served.precision, recall=served.recall, f1=served.f1, f1_default=at_default.f1,
+                  thresholds=how)
+
+
+def decide(candidate: Scores, served: Scores, min_gain: float) -> tuple[bool, str]:
+    """The promotion rule: better pre-labels by a margin, and boxes no worse.
+
+    Promote only when the candidate's F1 at its serving thresholds beats the served model's
+    by at least ``min_gain`` and its mAP50-95 is not lower. Ties keep the served model.
+    """
+    gain = candidate.f1 - served.f1
+    facts = (f"F1 {candidate.f1:.3f} vs served {served.f1:.3f}, mAP50-95 {candidate.map50_95:.3f} vs "
+             f"{served.map50_95:.3f} on {candidate.images} holdout images")
+    if gain < min_gain - 1e-9:
+        return False, f"pre-labels not better by PROMOTE_MIN_GAIN={min_gain:g}: {facts}"
+    if candidate.map50_95 < served.map50_95 - 1e-9:
+        return False, f"boxes worse (mAP50-95 fell): {facts}"
+    return True, f"better pre-labels: {facts}"
