@@ -51,13 +51,15 @@ def free_port() -> int:
 def test_label_studio_5xx_is_retried_with_backoff(tmp_path: Path) -> None:
     with HostileServer({"a.png": png()}, fail_first=2) as label_studio:
         started = time.monotonic()
-        image = fetcher(tmp_path, label_studio.url).load("/flaky/a.png")
+        image = fetcher(tmp_path, label_studio.url).load("/data/upload/flaky/a.png")
         assert image.width == 8 and len(label_studio.requests) == 3
         assert time.monotonic() - started >= 2.0, "backoff of 0.5 s then 1.5 s between the tries"
 
 
-@pytest.mark.parametrize("path, words", [("/status/500", "HTTP 500"), ("/status/503", "HTTP 503"),
-                                         ("/status/401", "401.*LABEL_STUDIO_API_KEY"), ("/hang", "Timeout")])
+@pytest.mark.parametrize("path, words", [("/data/upload/status/500", "HTTP 500"),
+                                         ("/data/upload/status/503", "HTTP 503"),
+                                         ("/data/upload/status/401", "401.*LABEL_STUDIO_API_KEY"),
+                                         ("/data/upload/hang", "Timeout")])
 def test_label_studio_errors_give_a_clear_reason_and_leave_no_partial_file(tmp_path: Path, path: str,
                                                                           words: str) -> None:
     with HostileServer() as label_studio:

@@ -91,7 +91,7 @@ def test_redirects_are_checked_at_every_hop(tmp_path: Path) -> None:
 
 def test_the_token_does_not_follow_a_redirect_away_from_label_studio(tmp_path: Path) -> None:
     with HostileServer() as label_studio, HostileServer({"a.png": png()}) as other:
-        url = f"/redirect?to={other.url}/img/a.png"
+        url = f"/data/upload/redirect?to={other.url}/img/a.png"
         fetcher(tmp_path, base_url=label_studio.url, allowed=other.host_port).load(url)
         assert label_studio.requests[0][1]["Authorization"] == f"Token {TOKEN}"
         assert "Authorization" not in other.requests[0][1]

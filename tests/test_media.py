@@ -95,7 +95,7 @@ def test_foreign_hosts_never_receive_the_token(tmp_path: Path, root: Path) -> No
 def test_unreachable_host_and_missing_file(tmp_path: Path, root: Path) -> None:
     media = fetcher(tmp_path, local_root=str(root))
     with pytest.raises(MediaError, match="could not download"):
-        media.load("http://127.0.0.1:9/x.png")
+        media.load("http://127.0.0.1:9/data/upload/x.png")
     with pytest.raises(MediaError, match="not found"):
         media.load("/data/local-files/?d=sub/missing.png")
     with pytest.raises(MediaError, match="scheme"):

@@ -208,7 +208,7 @@ def test_basic_auth_protects_everything_but_health_and_webhook(make_client) -> N
 
 def test_webhook_acknowledges_events_and_validates_them(make_client) -> None:
     client, _, _ = make_client()
-    for action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "START_TRAINING",
+    for action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING",
                    "PROJECT_UPDATED"):
         started = time.perf_counter()
         answer = client.post("/webhook", json={"action": action, "project": {"id": 4}, "annotation": {"id": 1}})

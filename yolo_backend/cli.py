@@ -10,12 +10,13 @@ Exit status: 0 all done, 1 done but some items failed (listed), 2 bad usage or s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from . import ls_client
 from .errors import BackendError
@@ -38,6 +39,12 @@ def _add_connection(parser: argparse.ArgumentParser, required: bool = False) -> 
     group.add_argument("--api-key", default=_env("LABEL_STUDIO_API_KEY"),
                        help="legacy token or personal access token (default: $LABEL_STUDIO_API_KEY)")
     group.add_argument("--project", type=int, required=required, help="project id (the number in its URL)")
+
+
+def _add_allowed_hosts(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--allowed-hosts", default=_env("MEDIA_ALLOWED_HOSTS"),
+                        help="private image hosts besides --url, e.g. MinIO or a LAN file server: host, host:port "
+                             f"or CIDR, comma-separated{what} (default: $MEDIA_ALLOWED_HOSTS)")
 
 
 def _add_progress(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +101,7 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
                    default=_env("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
                    help="read /data/local-files/ images from this folder instead of over HTTP")
     _add_connection(p)
+    _add_allowed_hosts(p, "")
     _add_progress(p)
     p.set_defaults(run=_run_export)
 
@@ -113,6 +121,7 @@ def _prelabel_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model-version", help="store and resume under this version (default: the model's own)")
     p.add_argument("--chunk-size", type=int, default=50, help="predictions stored per request (%(default)s)")
     p.add_argument("--workers", type=int, default=2, help="tasks predicted concurrently (%(default)s)")
+    _add_allowed_hosts(p, "; without --backend only (a backend uses its own MEDIA_ALLOWED_HOSTS)")
     _add_progress(p)
     p.set_defaults(run=_run_prelabel)
 
@@ -172,7 +181,7 @@ def _run_export(args: argparse.Namespace) -> int:
     options = ExportOptions(args.data_key, args.from_name, args.val, args.test)
     with tempfile.TemporaryDirectory(prefix="yolo-ls-export-") as cache:
         fetcher = MediaFetcher(LabelStudioAuth(args.url, args.api_key), DiskCache(Path(cache), 2**40),
-                               local_root=args.document_root or "")
+                               local_root=args.document_root or "", allowed_hosts=args.allowed_hosts)
         report = write_dataset(tasks, args.output, names, fetcher.local_path, options, args.progress)
     _list_problems("left out", [f"task {task_id}: {reason}" for task_id, reason in report.left_out])
     print(f"{report.summary()} -> {args.output / 'data.yaml'} (classes: {', '.join(names)})")
@@ -206,7 +215,8 @@ def _run_prelabel(args: argparse.Namespace) -> int:
         auth = (args.backend_user, args.backend_password) if args.backend_user else None
         predictor = RemotePredictor(args.backend, args.project, config, auth)
     else:
-        backend = in_process_backend(args.url, args.api_key, args.model_root, args.model_path)
+        with _environment(MEDIA_ALLOWED_HOSTS=args.allowed_hosts):  # in_process_backend reads its Settings from it
+            backend = in_process_backend(args.url, args.api_key, args.model_root, args.model_path)
         predictor = InProcessPredictor(backend, args.project, config)
     outcome = Outcome()
     try:
@@ -220,6 +230,21 @@ def _run_prelabel(args: argparse.Namespace) -> int:
         outcome.failed.append((-1, "stopped", ls_client.error_text(exc)))
     print(outcome.summary())
     return 1 if outcome.failed else 0
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Environment variables set for the block, then put back as they were."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in before.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
 
 
 def main(argv: Sequence[str] | None = None) -> int:

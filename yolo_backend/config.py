@@ -89,6 +89,12 @@ SETTINGS: tuple[Var, ...] = (
     Var("REDIS_URL", "", str,
         "When set, runs go to an RQ queue served by `rq worker` processes instead of a local one."),
     Var("TRAIN_QUEUE", "yolo-training", str, "RQ queue name the web side fills and `rq worker` listens on."),
+    Var("TRAIN_MAX_QUEUED", "8", int,
+        "Training runs that may wait for the training slot (all projects; one per project); further triggers "
+        "are answered refused."),
+    Var("WEBHOOK_SECRET", "", str,
+        "When set, /webhook needs it in the X-Webhook-Secret header (or valid basic auth, which the Start "
+        "training button sends)."),
 )
 
 
@@ -154,6 +160,8 @@ class Settings:
     train_timeout: int
     redis_url: str
     train_queue: str
+    train_max_queued: int
+    webhook_secret: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -189,6 +197,24 @@ class Settings:
             raise ValueError("TRAIN_EVERY_N must be >= 0 and TRAIN_MIN_IMAGES >= 2")
         if self.train_min_holdout < 1 or self.keep_versions < 0 or not 0 <= self.promote_min_gain < 1:
             raise ValueError("TRAIN_MIN_HOLDOUT must be >= 1, KEEP_VERSIONS >= 0, PROMOTE_MIN_GAIN in [0, 1)")
+
+    def __repr__(self) -> str:
+        """Every field, secrets masked: printed or logged settings never show a key, password or URL password.
+
+        Masked: fields named with key, pass, secret or token, and the user:password part of URLs
+        (``redis://:pw@host``). ``dataclasses.asdict`` still gives the real values.
+        """
+        import re
+
+        shown = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value and any(word in f.name for word in ("key", "pass", "secret", "token")):
+                value = "***"
+            elif isinstance(value, str) and "@" in value:
+                value = re.sub(r"://.*@", "://***@", value)  # greedy: a password holding "@" is masked whole
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

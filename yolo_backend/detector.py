@@ -42,11 +42,40 @@ def pick_device(requested: str = "auto") -> str:
     return "cpu"
 
 
-def set_torch_threads(threads: int) -> None:
-    """Ultralytics leaves one core idle on import; inference wants them all (0 = all cores)."""
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, as a container's cpuset sets it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def workers_from_env() -> int:
+    """WORKERS, the gunicorn processes gunicorn.conf.py starts side by side (1 when unset or malformed)."""
+    try:
+        return max(1, int(os.environ.get("WORKERS", "1")))
+    except ValueError:
+        return 1
+
+
+def inference_threads(requested: int, workers: int, cores: int | None = None) -> int:
+    """Threads one worker's model may use: TORCH_THREADS when set, else its share of the cores.
+
+    WORKERS processes each taking every core would run WORKERS x cores busy threads on
+    ``cores`` cores, and slow each other down; each gets ``cores // WORKERS``, at least 1.
+    """
+    if requested > 0:
+        return requested
+    return max(1, (cores or available_cores()) // max(1, workers))
+
+
+def set_torch_threads(threads: int, workers: int = 1) -> int:
+    """Set torch's intra-op threads for this process; 0 = this worker's share of the cores."""
     import torch
 
-    torch.set_num_threads(threads if threads > 0 else (os.cpu_count() or 1))
+    count = inference_threads(threads, workers)
+    torch.set_num_threads(count)
+    return count
 
 
 DEFAULT_IMGSZ = 640  # Ultralytics' own default, for a checkpoint that does not say
@@ -107,27 +136,32 @@ class Detector:
     @classmethod
     def load(cls, path: Path, device: str = "auto", imgsz: int | None = None, torch_threads: int = 0,
              runtime: str = "torch", cache_root: Path | None = None, version: str = "", prepare: bool = True,
-             **options: object) -> Detector:
+             workers: int | None = None, **options: object) -> Detector:
         """Load ``path`` at ``imgsz`` (None: the size it was trained at, as Ultralytics predicts).
 
         With ``cache_root`` an exported engine may serve it (see runtime.py): ``prepare`` exports and
         checks it first (the base model, loading in the background); otherwise only an export that
         already passed its check is used (trained versions, checked by the training job).
+        ``torch_threads`` 0 gives torch and the engine this worker's share of the cores among
+        ``workers`` (default: WORKERS from the environment).
         """
         started = time.perf_counter()
         model = load_ultralytics(path)
-        set_torch_threads(torch_threads)  # after the import, which changes it
+        threads = inference_threads(torch_threads, workers_from_env() if workers is None else workers)
         task = getattr(model, "task", "detect")
         if task not in ("detect", "segment"):
             raise ModelLoadError(f"{path.name} is a {task!r} model; this backend serves detection or segmentation")
         detector = cls(model, device=pick_device(device), imgsz=imgsz, name=path.name,
                        **options)  # type: ignore[arg-type]
         if runtime != "torch" and cache_root is not None:
-            detector = _faster(detector, path, runtime, cache_root, prepare)
+            detector = _faster(detector, path, runtime, cache_root, prepare, threads)
         detector.warm_up()
-        log.info("loaded %s%s (%s, %d classes) on %s with %s at %d px in %.1f s", path.name,
+        # last: Ultralytics sets torch's threads on import and again on each model's first predict
+        # (select_device: cores - 1, at most 8), whatever was set before
+        set_torch_threads(threads)
+        log.info("loaded %s%s (%s, %d classes) on %s with %s at %d px, %d threads, in %.1f s", path.name,
                  f" as {version}" if version else "", task, len(detector.names), detector.device, detector.runtime,
-                 detector.imgsz, time.perf_counter() - started)
+                 detector.imgsz, threads, time.perf_counter() - started)
         return detector
 
     def warm_up(self) -> None:
@@ -149,7 +183,8 @@ class Detector:
         return out
 
 
-def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, prepare: bool) -> Detector:
+def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, prepare: bool,
+            threads: int) -> Detector:
     """The same checkpoint on an exported engine that answered as torch does; else ``detector`` (torch)."""
     from . import runtime
 
@@ -165,6 +200,8 @@ def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, pr
                         iou=detector.iou, max_det=detector.max_det, batch_size=detector.batch_size, name=path.name)
         fast.runtime = choice.runtime
         fast.warm_up()  # a graph that loads lazily fails here, not in a request
+        if runtime.limit_threads(fast.model, choice.runtime, choice.path, threads):
+            fast.warm_up()  # the rebuilt session's first call, too
     except Exception as exc:  # a broken cached export must not stop the service
         log.warning("%s: the checked %s export failed to load (%s: %s); serving torch", path.name, choice.runtime,
                     type(exc).__name__, str(exc)[:300])

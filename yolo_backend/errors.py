@@ -37,6 +37,14 @@ class MediaAccessDenied(MediaError):
     kind = "media_denied"
 
 
+class MediaUrlRefused(MediaError):
+    """A URL on Label Studio's origin outside its media routes, or a task id that is not an id.
+
+    Refused before any request is made, so a task's URL can never drive Label Studio's API
+    with our token (status 422, kind ``media``, like other image URLs that cannot be used).
+    """
+
+
 class ModelNotReady(BackendError):
     status = 503
     kind = "model_not_ready"

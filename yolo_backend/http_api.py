@@ -7,6 +7,7 @@ Errors become ``{"error": kind, "message": ...}`` in one handler; tracebacks sta
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
@@ -18,10 +19,12 @@ from werkzeug.exceptions import HTTPException
 
 from .errors import BackendError, BadRequest
 from .openapi import document as openapi_document
+from .training.admission import RefusalLog
 
 log = logging.getLogger(__name__)
 
 OPEN_ROUTES = {"/", "/health", "/webhook"}  # Label Studio's event webhook carries no auth
+WEBHOOK_SECRET_HEADER = "X-Webhook-Secret"  # with WEBHOOK_SECRET set, /webhook needs it (or basic auth)
 
 
 def create_app(backend: Any) -> Flask:
@@ -96,8 +99,16 @@ def create_app(backend: Any) -> Flask:
                                   label_config_xml=config)
         return jsonify(results=results)
 
+    webhook_refusals = RefusalLog()
+
     @app.post("/webhook")
     def webhook() -> Response:
+        if settings.webhook_secret and not _webhook_authorized(settings.webhook_secret, settings.basic_auth):
+            webhook_refusals.refused("webhook_secret", request.remote_addr or "-", (
+                f"POST /webhook from {request.remote_addr} refused: no valid {WEBHOOK_SECRET_HEADER} header and no "
+                "valid basic auth (see docs/training.md, 'Who may start a run')"))
+            return _error(401, "unauthorized", f"send WEBHOOK_SECRET in the {WEBHOOK_SECRET_HEADER} header (Label "
+                          "Studio: Project > Settings > Webhooks > the backend's webhook > Headers), or basic auth")
         body = _json_body()
         action = _field(body, "action", str)
         return jsonify(_per_project(lambda _: backend.fit(action, body), ""))  # bad project id: 400
@@ -157,6 +168,16 @@ def _authorized(expected: tuple[str, str]) -> bool:
     user_ok = hmac.compare_digest((auth.username or "").encode(), expected[0].encode())
     pass_ok = hmac.compare_digest((auth.password or "").encode(), expected[1].encode())
     return user_ok and pass_ok
+
+
+def _webhook_authorized(secret: str, basic_auth: tuple[str, str] | None) -> bool:
+    """The shared secret in its header (Label Studio's project webhook can send headers), or valid basic auth
+    (what Label Studio's Start training button sends: the ML backend's connection settings, no custom headers).
+    Compared as SHA-256 digests in constant time, so neither the content nor the length leaks."""
+    sent = request.headers.get(WEBHOOK_SECRET_HEADER, "")
+    if sent and hmac.compare_digest(hashlib.sha256(sent.encode()).digest(), hashlib.sha256(secret.encode()).digest()):
+        return True
+    return basic_auth is not None and _authorized(basic_auth)
 
 
 def _error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -76,11 +76,30 @@ class LabelStudioAuth:
             answer = requests.post(url, json={"refresh": self._key}, timeout=self._timeout)
         except requests.RequestException as exc:
             raise LabelStudioUnavailable(f"could not reach Label Studio to exchange the token: {exc}") from None
-        if answer.status_code != 200 or "access" not in answer.json():
+        if answer.status_code != 200:
             raise LabelStudioUnavailable(
                 f"Label Studio refused the personal access token (HTTP {answer.status_code}): "
                 "check LABEL_STUDIO_API_KEY, or create a new token under Account & Settings"
             )
-        self._access = answer.json()["access"]
+        self._access = _access_token(answer)
         self._expires = jwt_expiry(self._access)
         log.debug("exchanged the personal access token; access valid %.0f s", self._expires - time.time())
+
+
+def _access_token(answer: requests.Response) -> str:
+    """The ``access`` of a 200 refresh answer; a body that is not Label Studio's JSON gets a clear error."""
+    kind = answer.headers.get("Content-Type", "no content type").split(";")[0]
+    try:
+        body = answer.json()
+    except ValueError:  # requests' JSONDecodeError: an HTML login page of a proxy in front of Label Studio
+        raise LabelStudioUnavailable(
+            f"Label Studio's token refresh (POST /api/token/refresh/) answered HTTP 200 with a body that is not "
+            f"JSON ({kind}): a proxy or login page? Check that LABEL_STUDIO_URL points at Label Studio itself"
+        ) from None
+    access = body.get("access") if isinstance(body, dict) else None
+    if not isinstance(access, str) or not access:
+        raise LabelStudioUnavailable(
+            f"Label Studio's token refresh answered HTTP 200 without an access token ({kind}): check "
+            "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY"
+        )
+    return access

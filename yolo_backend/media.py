@@ -2,8 +2,9 @@
 
 Every URL kind Label Studio puts in tasks is handled here:
 ``/data/local-files/?d=...`` (read from ``LOCAL_FILES_DOCUMENT_ROOT`` when set),
-``/data/upload/...`` and other Label Studio paths, plain http(s), and cloud URLs
-(``s3://``, ``gs://``, ``azure-blob://``) presigned by Label Studio.
+``/data/upload/...`` and Label Studio's other media routes, plain http(s), and cloud URLs
+(``s3://``, ``gs://``, ``azure-blob://``) presigned by Label Studio. The token goes only to
+those media routes (``url_policy.check_token_route``), on every redirect hop.
 Downloads land in a size-bounded disk cache, so a task opened twice is fetched once.
 """
 
@@ -29,7 +30,7 @@ from .config import Settings
 from .errors import MediaAccessDenied, MediaError
 from .image_modes import to_rgb
 from .ls_auth import LabelStudioAuth
-from .url_policy import CheckedAdapter, UrlPolicy
+from .url_policy import CheckedAdapter, UrlPolicy, check_token_route, same_origin, task_id_text
 
 log = logging.getLogger(__name__)
 
@@ -208,18 +209,18 @@ class MediaFetcher:
         return path
 
     def _resolve(self, url: str, task_id: object) -> str:
-        """The absolute URL to fetch; whether it carries the token is decided per hop, by origin."""
+        """The absolute URL to fetch; whether it may carry the token is checked per hop (``_token_for``)."""
         scheme = urlsplit(url).scheme.lower()
         base = self.auth.base_url
         if scheme in CLOUD_SCHEMES:
             if task_id is None:
                 raise MediaError(f"{scheme}:// URL needs a task id for Label Studio to presign it")
             encoded = base64.urlsafe_b64encode(url.encode()).decode()
-            return f"{base}/tasks/{task_id}/presign/?fileuri={encoded}"
+            return f"{base}/tasks/{task_id_text(task_id)}/presign/?fileuri={encoded}"
         if scheme in ("http", "https"):
             return url
         if scheme == "" and url.startswith("/"):
-            return urljoin(base + "/", url.lstrip("/"))
+            return base + url  # a path on Label Studio; "//x" stays a doubled slash, refused as such
         raise MediaError(f"unsupported image URL scheme {scheme or url[:20]!r}")
 
     def _download(self, url: str, task_id: object) -> iter[bytes]:  # type: ignore[valid-type]
@@ -227,7 +228,7 @@ class MediaFetcher:
         refreshed = False
         for backoff in (*RETRY_BACKOFF_S, None):
             answer, target = self._get_following_redirects(start)
-            if answer.status_code == 401 and _same_origin(target, self.auth.base_url) and not refreshed:
+            if answer.status_code == 401 and same_origin(target, self.auth.base_url) and not refreshed:
                 self.auth.invalidate()  # an expired access token: refresh once
                 refreshed = True
             elif answer.status_code not in RETRY_STATUSES or backoff is None:
@@ -242,10 +243,10 @@ class MediaFetcher:
         return _bounded(answer, time.monotonic() + 4 * self.timeout)
 
     def _get_following_redirects(self, target: str) -> tuple[requests.Response, str]:
-        """GET with redirects followed by hand: every hop passes the URL policy, the token only goes to LS."""
-        for _hop in range(MAX_REDIRECTS + 1):
+        """GET with redirects followed by hand: every hop passes the URL policy and the token rule."""
+        for hop in range(MAX_REDIRECTS + 1):
             self.policy.check_url(target)
-            headers = self.auth.header() if _same_origin(target, self.auth.base_url) else {}
+            headers = self._token_for(target, redirect=hop > 0)
             try:
                 answer = self._session.get(target, headers=headers, stream=True, allow_redirects=False,
                                            timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout))
@@ -257,10 +258,12 @@ class MediaFetcher:
             target = urljoin(target, answer.headers["Location"])
         raise MediaError(f"more than {MAX_REDIRECTS} redirects fetching the image from {url_host(target)}")
 
-
-def _same_origin(url: str, base: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    def _token_for(self, url: str, redirect: bool) -> dict[str, str]:
+        """The token for Label Studio's media routes; none elsewhere; its other paths are refused outright."""
+        if not same_origin(url, self.auth.base_url):
+            return {}
+        check_token_route(url, self.auth.base_url, redirect)
+        return self.auth.header()
 
 
 def _bounded(answer: requests.Response, deadline: float):

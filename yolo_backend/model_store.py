@@ -9,16 +9,18 @@ answer at once while it loads. Checkpoints are only ever read from ``MODEL_ROOT`
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
+from .checkpoints import VersionCache, checkpoint_version, safe_model_path
 from .config import Settings
 from .detector import Detector
 from .errors import BackendError, ModelNotReady, ModelPathRefused
+
+__all__ = ["UNTRAINED", "ModelState", "ModelStore", "Plan", "ServedModel", "checkpoint_version", "safe_model_path"]
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +53,6 @@ class Plan:
     trained: bool = False  # a version in MODEL_DIR (exported and checked by its training run)
 
 
-def safe_model_path(root: Path, relative: str) -> Path:
-    """``relative`` inside ``root``; absolute paths, ``..`` and escaping symlinks are refused."""
-    if not relative or PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
-        raise ModelPathRefused(f"model path {relative!r} must be relative to MODEL_ROOT")
-    if ".." in PurePosixPath(relative.replace("\\", "/")).parts:
-        raise ModelPathRefused(f"model path {relative!r} may not contain '..'")
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise ModelPathRefused(f"model path {relative!r} resolves outside MODEL_ROOT")
-    return path
-
-
-def checkpoint_version(path: Path) -> str:
-    """Readable and content-bound: ``<file stem>-<8 hex of sha256>``, so new weights get a new version."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"{path.stem}-{digest.hexdigest()[:8]}"
-
-
 Loader = Callable[..., Detector]
 
 
@@ -97,7 +78,7 @@ class ModelStore:
         self._planned_version = checkpoint_version(self.base_path) if self.base_path.is_file() else UNTRAINED
         self._project_models: Callable[[str], tuple[Any, ...]] = lambda project: ()
         self._broken: dict[Path, str] = {}  # trained checkpoints that failed to load, and why
-        self._file_versions: dict[Path, tuple[tuple[int, int], str]] = {}  # model_path= versions, by stat
+        self._file_versions = VersionCache()  # model_path= versions, hashed once per file content
         self._prefetching: set[Path] = set()
 
     # -- base model ---------------------------------------------------------
@@ -211,7 +192,7 @@ class ModelStore:
         """
         if model_path:
             path = safe_model_path(self.settings.model_root_path, model_path)
-            return Plan(path, self._file_version(path) if path.is_file() else UNTRAINED)
+            return Plan(path, self._file_versions(path) if path.is_file() else UNTRAINED)
         for model in self._project_models(project) if project else ():
             if (control is not None and model.control not in (None, control)) or model.path.resolve() in self._broken:
                 continue
@@ -225,17 +206,6 @@ class ModelStore:
         """One version string for a project and its controls ``(from_name, model_path)``: /setup, /predict
         and /versions all use it, so Label Studio's comparison of stored predictions holds."""
         return "+".join(sorted({self.plan(project, name, path).version for name, path in controls}))
-
-    def _file_version(self, path: Path) -> str:
-        """checkpoint_version of a MODEL_ROOT file, hashed again only when its size or mtime changes."""
-        st = path.stat()
-        key = (st.st_mtime_ns, st.st_size)
-        cached = self._file_versions.get(path)
-        if cached and cached[0] == key:
-            return cached[1]
-        version = checkpoint_version(path)
-        self._file_versions[path] = (key, version)
-        return version
 
     def serve(self, project: str | None, control: str | None = None, model_path: str | None = None) -> ServedModel:
         """The loaded model for ``control`` of ``project``; a trained version that fails to load is

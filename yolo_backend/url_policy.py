@@ -8,20 +8,25 @@ link-local addresses are refused unless ``MEDIA_ALLOWED_HOSTS`` names the host, 
 ``host:port`` or a network containing the address. The check runs on the resolved
 addresses before connecting and again on the socket's peer address once connected
 (``CheckedAdapter``), so a DNS answer that changes between the two cannot slip through.
+
+On the Label Studio origin a second rule applies: our token goes only to its media routes
+(``check_token_route``). Every other path there is its API, which a task's URL must never
+reach with our token, and a path that only normalises to a media route is refused too.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .errors import MediaAccessDenied, MediaError
+from .errors import MediaAccessDenied, MediaError, MediaUrlRefused
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -89,6 +94,79 @@ class UrlPolicy:
             raise MediaAccessDenied(
                 f"refused to fetch from {host} ({address}): private, loopback or link-local addresses are only "
                 "reachable for LABEL_STUDIO_URL's host or hosts listed in MEDIA_ALLOWED_HOSTS")
+
+
+# -- which Label Studio paths receive our token ------------------------------------------
+# Label Studio 1.23.2's media routes (data_import/urls.py, io_storages/urls.py, core/storage.py) and the
+# query parameter each needs. Matched case-sensitively against the raw path, as Django routes.
+MEDIA_ROUTES: tuple[tuple[re.Pattern[str], str | None], ...] = (
+    (re.compile(r"/data/upload/.+", re.ASCII | re.DOTALL), None),  # uploaded files
+    (re.compile(r"/data/local-files/?", re.ASCII), "d"),  # local-files storage
+    (re.compile(r"/storage-data/uploaded/", re.ASCII), "filepath"),  # uploads kept in cloud storage
+    # cloud storage (s3, gs, azure-blob): presigned redirect or proxied bytes; /presign/ is the old name
+    (re.compile(r"/(?:tasks|projects)/[0-9]+/(?:resolve|presign)/", re.ASCII), "fileuri"),
+)
+ROUTES_TEXT = ("/data/upload/..., /data/local-files/?d=..., /storage-data/uploaded/?filepath=..., "
+               "/tasks/<id>/resolve|presign/?fileuri=..., /projects/<id>/resolve|presign/?fileuri=...")
+_TASK_ID = re.compile(r"[0-9]+", re.ASCII)
+
+
+def same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme.lower(), a.hostname, a.port) == (b.scheme.lower(), b.hostname, b.port)
+
+
+def task_id_text(task_id: object) -> str:
+    """A task id as it goes into ``/tasks/<id>/presign/``: a non-negative integer, nothing else."""
+    text = str(task_id) if isinstance(task_id, (int, str)) and not isinstance(task_id, bool) else ""
+    if not _TASK_ID.fullmatch(text):
+        raise MediaUrlRefused(f"task id {str(task_id)[:40]!r} is not a non-negative integer: "
+                              "refused to build a Label Studio presign URL from it")
+    return text
+
+
+def check_token_route(url: str, base_url: str, redirect: bool = False) -> None:
+    """Raise MediaUrlRefused unless ``url`` (on ``base_url``'s origin) is one of Label Studio's media routes."""
+    parts = urlsplit(url)
+    prefix = urlsplit(base_url).path.rstrip("/")  # Label Studio served under a sub-path
+    where = "a redirect to " if redirect else ""
+    problem = _path_problem(parts.path)
+    if problem is None and not parts.path.startswith(prefix + "/"):
+        problem = f"is outside LABEL_STUDIO_URL's path {prefix!r}"
+    if problem is None:
+        problem = _route_problem(parts.path[len(prefix):], parts.query)
+    if problem is not None:
+        first = parts.path.lstrip("/").split("/")[0]
+        first = first if re.fullmatch(r"[A-Za-z_-]{1,20}", first) else "..."  # never echo what may be a secret
+        raise MediaUrlRefused(
+            f"refused {where}Label Studio path /{first}/...: it {problem}. The token is only sent to "
+            f"Label Studio's media routes ({ROUTES_TEXT}), never to its API")
+
+
+def _path_problem(path: str) -> str | None:
+    """Why a path might reach somewhere other than it reads: dot segments, ``//``, backslashes, encodings."""
+    decoded = path
+    for _ in range(3):  # double and triple encodings (%252e) decode to the same dots
+        decoded = unquote(decoded)
+    if "\\" in decoded:
+        return "contains a backslash"
+    if any(ord(c) < 32 or ord(c) == 127 for c in decoded):
+        return "contains a control character"
+    segments = decoded.split("/")[1:]
+    if any(s in (".", "..") for s in segments):
+        return "has a '.' or '..' segment (after percent-decoding)"
+    if "" in segments[:-1] or not path.startswith("/"):
+        return "has an empty segment ('//')"
+    return None
+
+
+def _route_problem(path: str, query: str) -> str | None:
+    for pattern, needs in MEDIA_ROUTES:
+        if pattern.fullmatch(path):
+            if needs and not parse_qs(query).get(needs):
+                return f"lacks the ?{needs}= its route needs"
+            return None
+    return "is not a media route"
 
 
 def origin(url: str) -> tuple[str, int]:

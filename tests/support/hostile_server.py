@@ -4,7 +4,9 @@ Paths: ``/img/<name>`` serves ``files[name]``; ``/redirect?to=<url>`` answers 30
 ``/loop`` redirects to itself; ``/hang`` never answers; ``/slow`` sends headers, then
 one byte every half second; ``/status/<code>`` answers that code; ``/flaky/<name>``
 answers 503 to the first ``fail_first`` requests, then serves ``files[name]``.
-Every request is recorded with its headers.
+Every request is recorded with its headers. Each path also works under ``/data/upload/``
+(``/data/upload/status/500``), so a stand-in Label Studio can misbehave on a media route:
+the service sends its token to no other Label Studio path.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         state = self.server.state
         state["requests"].append((self.path, dict(self.headers)))
         parts = urlsplit(self.path)
-        head, _, rest = parts.path.lstrip("/").partition("/")
+        head, _, rest = parts.path.removeprefix("/data/upload").lstrip("/").partition("/")
         if head == "img" and rest in state["files"]:
             return self._send(200, state["files"][rest])
         if head == "redirect":

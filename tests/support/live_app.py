@@ -4,6 +4,10 @@ For the fuzz and bad-input tests: fast (no Ultralytics), yet every request goes 
 HTTP parsing, the routes, media fetching, conversion and the error handler. Training
 runs are recorded by ``RecordingRunner`` instead of starting processes, so a fuzzer
 that finds a valid START_TRAINING body does not start real training on 2 cores.
+
+Webhook triggers are admitted only for projects Label Studio knows: unless the test names
+its own ``label_studio_url``, a ``StandinLabelStudio`` answers the lookup, knowing every id
+(``known_projects=None``) or only the ids given.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from werkzeug.serving import make_server
 
 from model import YOLOBackend
 from tests.support.standin import ColorBlobDetector, standin_store
+from tests.support.standin_label_studio import StandinLabelStudio
 from yolo_backend.config import Settings
 from yolo_backend.http_api import create_app
 from yolo_backend.training import ProjectTrainer
@@ -38,12 +43,19 @@ class RecordingRunner:
 
 
 class LiveApp:
-    """``LiveApp(tmp_path, docs_root, **settings)``; ``.url``, ``.backend``, ``.runner``, ``.close()``."""
+    """``LiveApp(tmp_path, docs_root, **settings)``; ``.url``, ``.backend``, ``.runner``, ``.label_studio``,
+    ``.close()``."""
 
     def __init__(self, workdir: Path, docs_root: Path | None = None, real_runner: bool = False,
-                 **overrides: Any) -> None:
+                 known_projects: set[int] | None = None, **overrides: Any) -> None:
         values: dict[str, Any] = {"model_root": str(workdir / "models"), "model_dir": str(workdir / "state"),
                                   "local_files_document_root": str(docs_root or ""), "http_timeout": 2.0}
+        self.label_studio: StandinLabelStudio | None = None
+        if "label_studio_url" not in overrides:
+            self.label_studio = StandinLabelStudio({p: {"label_config": "<View/>", "tasks": []}
+                                                    for p in known_projects or ()},
+                                                   known_all=known_projects is None)
+            values.update(label_studio_url=self.label_studio.url, label_studio_api_key=self.label_studio.token)
         values.update(overrides)
         self.settings = Settings.from_env({}, **values)
         store, self.detector = standin_store(self.settings, ColorBlobDetector())
@@ -62,6 +74,8 @@ class LiveApp:
         self.server.shutdown()
         self.server.server_close()
         self.backend.close()
+        if self.label_studio is not None:
+            self.label_studio.close()
 
 
 def assert_healthy(app: LiveApp) -> None:

@@ -60,7 +60,11 @@ class Coalescer:
                 write_json(self.path, control)
                 return "folded"
             # A worker that starts at once waits for this lock in begin(), so it sees the job recorded.
-            job = submit()  # raises when the queue is unreachable: then nothing is scheduled
+            try:
+                job = submit()
+            except Exception:  # queue full or unreachable: nothing is scheduled, the changes stay counted
+                write_json(self.path, control)
+                raise
             control.update(scheduled=True, running=False, follow_up=False, changes=0, job=job,
                            scheduled_at=time.time())
             write_json(self.path, control)
@@ -91,6 +95,8 @@ class Coalescer:
 
     def clear_dead_run(self, job_alive: JobAlive) -> bool:
         """True (and unscheduled) when a run is scheduled but nothing executes or will execute it."""
+        if not self.path.exists():  # never scheduled (and no folder is made for a project only looked at)
+            return False
         with locked(self._lock):
             control = self.read()
             if not control.get("scheduled") or self._alive(control, job_alive):

@@ -223,4 +223,6 @@ def decide(candidate: Scores, served: Scores, min_gain: float) -> tuple[bool, st
         return False, f"pre-labels not better by PROMOTE_MIN_GAIN={min_gain:g}: {facts}"
     if candidate.map50_95 < served.map50_95 - 1e-9:
         return False, f"boxes worse (mAP50-95 fell): {facts}"
+    if gain <= 1e-9:
+        return True, f"as good, and PROMOTE_MIN_GAIN={min_gain:g} promotes ties: {facts}"
     return True, f"better pre-labels: {facts}"

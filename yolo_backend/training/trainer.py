@@ -1,7 +1,10 @@
-"""The trainer ``model.YOLOBackend.fit`` hands events to: counts, coalesces, submits; never trains.
+"""The trainer ``model.YOLOBackend.fit`` hands events to: admits, counts, coalesces, submits; never trains.
 
-Everything here answers within milliseconds (a file lock, a small JSON file, a process
-start or a Redis call with short timeouts), so the webhook always answers in under 1 s.
+Everything here answers within milliseconds (a cached or 0.5 s Label Studio lookup, a file
+lock, a small JSON file, a process start or a Redis call with short timeouts), so the
+webhook always answers in under 1 s. A trigger that may not start a run (a project Label
+Studio does not know, a full queue) is answered ``refused`` with the reason and leaves
+nothing behind in MODEL_DIR.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import Any
 from ..config import Settings
 from ..errors import BadRequest
 from . import state
+from .admission import KnownProjects, Refusal, RefusalLog
 from .coalesce import Coalescer
 from .collect import LABEL_STUDIO
 from .durable import read_json
-from .registry import Registry, RegistryReader
+from .registry import Registry, RegistryReader, project_dir
+from .run_queue import QueueFull
 from .runner import Runner, make_runner
 from .state import RunRecord
 from .status import StatusBook
@@ -34,11 +39,15 @@ DIED = "the training worker stopped during the run (killed or restarted); the ne
 class ProjectTrainer:
     """Per-project training control for one service; all state lives in MODEL_DIR."""
 
-    def __init__(self, settings: Settings, runner: Runner | None = None, source: str = LABEL_STUDIO) -> None:
+    def __init__(self, settings: Settings, runner: Runner | None = None, source: str = LABEL_STUDIO,
+                 projects: KnownProjects | None = None) -> None:
         self.settings = settings
         self.model_dir: Path = settings.model_dir_path
         self.runner = runner or make_runner(settings, source)
         self.lookup = RegistryReader(self.model_dir)  # for ModelStore.use_project_models
+        # Only Label Studio's projects may train; an export file (``file:`` source, tests and tools) is its own truth.
+        self.projects = projects or (KnownProjects(settings) if source == LABEL_STUDIO else None)
+        self.refusals = RefusalLog()
 
     def handle(self, event: str, project_id: str, changes: int = 1) -> dict[str, Any]:
         """START_TRAINING queues a run; an annotation event counts its ``changes`` towards TRAIN_EVERY_N."""
@@ -47,21 +56,29 @@ class ProjectTrainer:
         if event != START and changes < 1:  # e.g. an import of tasks without annotations
             return {"status": "ignored", "reason": f"this {event} carries no annotations"}
         try:
-            coalescer = Coalescer(self.model_dir, project_id)
+            project_dir(self.model_dir, project_id)  # a path-like id is a bad request, before anything is asked
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+        refusal = self.projects.refusal(project_id) if self.projects else None
+        if refusal is not None:  # nothing is written for a project Label Studio does not know
+            return self._refuse(project_id, refusal)
+        coalescer = Coalescer(self.model_dir, project_id)
         self._close_dead_run(project_id, coalescer)
         queued: list[RunRecord] = []
 
         def submit() -> dict[str, Any]:
             run = RunRecord(project_id)
+            job = self.runner.submit(project_id, run.run_id)  # QueueFull: no run recorded
+            # The job cannot begin before this is saved: it waits for the control lock request() holds.
             StatusBook(self.model_dir, project_id).save(run)
             queued.append(run)
-            return self.runner.submit(project_id, run.run_id)
+            return job
 
         try:
             decision = coalescer.request(event == START, self.settings.train_every_n, submit, self.runner.alive,
                                          count=changes)
+        except QueueFull as exc:
+            return self._refuse(project_id, Refusal("queue_full", str(exc)))
         except Exception as exc:  # Redis down, no process slots...: answer, and say why
             log.error("project %s: could not queue a training run: %s", project_id, exc)
             for run in queued:
@@ -74,6 +91,11 @@ class ProjectTrainer:
         if decision == "counted":
             answer.update(changes=coalescer.read().get("changes", 0), train_every_n=self.settings.train_every_n)
         return answer
+
+    def _refuse(self, project_id: str, refusal: Refusal) -> dict[str, Any]:
+        """The answer to a trigger that starts nothing; logged once per reason and project, not per request."""
+        self.refusals.refused(refusal.kind, project_id, f"project {project_id}: training refused: {refusal.reason}")
+        return {"status": "refused", "project": project_id, "reason": refusal.reason}
 
     def _close_dead_run(self, project_id: str, coalescer: Coalescer) -> None:
         """A run recorded as queued/running whose worker is gone is marked failed, with the reason."""
@@ -125,6 +147,8 @@ class ProjectTrainer:
 
     def rollback(self, project_id: str, version: str) -> dict[str, Any]:
         """Serve an earlier promoted version; every worker notices on its next request."""
+        if not project_dir(self.model_dir, project_id).is_dir():  # a made-up id creates no folder
+            raise KeyError(f"project {project_id} has no trained versions")
         entry = Registry(self.model_dir, project_id).serve(version)
         log.info("project %s: now serving %s (rollback)", project_id, version)
         return {"project": project_id, "served": entry["version"], "metrics": entry.get("metrics")}
