@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.support.live_app import LiveApp, RecordingRunner
+from tests.test_training_redis import redis_url  # noqa: F401  (fixture: a real redis-server)
 from yolo_backend.config import Settings
 from yolo_backend.training import ProjectTrainer, admission
 from yolo_backend.training.durable import locked, write_json
@@ -85,15 +86,15 @@ def test_triggers_for_projects_label_studio_does_not_know_are_refused_and_leave_
 
 def test_label_studio_is_asked_once_per_project_and_a_no_only_for_a_while(
         app: LiveApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(admission, "UNKNOWN_TTL_S", 0.5)
     for _ in range(5):
         event(app, "ANNOTATION_CREATED", 7)
-        event(app, "ANNOTATION_CREATED", 8)
+        assert event(app, "ANNOTATION_CREATED", 8)["status"] == "refused"
     assert sorted(app.label_studio.lookups) == [7, 8]
-    monkeypatch.setattr(admission, "UNKNOWN_TTL_S", 0.0)  # a project created in Label Studio meanwhile gets in
-    event(app, "ANNOTATION_CREATED", 8)
-    app.label_studio.projects[8] = {"label_config": "<View/>", "tasks": []}
+    app.label_studio.projects[8] = {"label_config": "<View/>", "tasks": []}  # created in Label Studio meanwhile
+    time.sleep(0.6)
     assert event(app, "ANNOTATION_CREATED", 8)["status"] == "counted"
-    assert sorted(app.label_studio.lookups) == [7, 8, 8, 8]
+    assert sorted(app.label_studio.lookups) == [7, 8, 8]
 
 
 def test_without_an_api_key_no_trigger_is_admitted(tmp_path: Path) -> None:
@@ -127,6 +128,9 @@ def test_a_flood_of_new_ids_asks_label_studio_at_a_bounded_rate(app: LiveApp) ->
     assert 0 < len(app.label_studio.lookups) <= allowed
     assert any("too many unknown project ids" in reason for reason in answers)
     assert folders(app) == set()
+    # a project admitted before (its folder exists: another worker, or before a restart) is still asked, at once
+    (app.settings.model_dir_path / "projects" / "7").mkdir(parents=True)
+    assert event(app, "START_TRAINING", 7)["status"] == "queued" and app.label_studio.lookups[-1] == 7
 
 
 def test_status_and_rollback_of_made_up_projects_create_no_folder(app: LiveApp) -> None:
@@ -245,6 +249,20 @@ def test_the_rq_queue_is_capped_too(tmp_path: Path) -> None:
     assert [runner.submit(str(p), f"run-{p}")["id"] for p in (1, 2)] == ["job-1", "job-2"]
     with pytest.raises(QueueFull, match="TRAIN_MAX_QUEUED=2"):
         runner.submit("3", "run-3")
+
+
+@pytest.mark.redis
+def test_the_rq_queue_of_a_real_redis_holds_at_most_train_max_queued_jobs(
+        tmp_path: Path, redis_url: str) -> None:  # noqa: F811  (the fixture imported above)
+    app = LiveApp(tmp_path, real_runner=True, redis_url=redis_url, train_max_queued=2)
+    try:
+        answers = [event(app, "START_TRAINING", p) for p in range(1, 5)]  # no rq worker: the jobs wait
+        assert [a["status"] for a in answers] == ["queued", "queued", "refused", "refused"], answers
+        assert "TRAIN_MAX_QUEUED=2" in answers[2]["reason"] and "yolo-training" in answers[2]["reason"]
+        assert app.backend.trainer.runner.queue.count == 2  # type: ignore[attr-defined]
+        assert folders(app) == {"1", "2", "3", "4"}  # known projects: their counts live there
+    finally:
+        app.close()
 
 
 # -- the shared secret -----------------------------------------------------------------------------

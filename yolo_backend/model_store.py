@@ -146,7 +146,7 @@ class ModelStore:
             version = checkpoint_version(path)
             options = dict(imgsz=self.settings.fixed_imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
                            batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads,
-                           prepare=prepare)
+                           workers=self.settings.workers, prepare=prepare)
             # Exports (runtime.py) are keyed by the checkpoint's content and image size, not its name.
             runtime = dict(runtime=self.settings.runtime, version=version,
                            cache_root=self.settings.model_dir_path / "runtime")

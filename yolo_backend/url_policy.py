@@ -131,15 +131,16 @@ def check_token_route(url: str, base_url: str, redirect: bool = False) -> None:
     prefix = urlsplit(base_url).path.rstrip("/")  # Label Studio served under a sub-path
     where = "a redirect to " if redirect else ""
     problem = _path_problem(parts.path)
-    if problem is None and not parts.path.startswith(prefix + "/"):
+    if problem is None and prefix and not parts.path.startswith(prefix + "/"):
         problem = f"is outside LABEL_STUDIO_URL's path {prefix!r}"
     if problem is None:
         problem = _route_problem(parts.path[len(prefix):], parts.query)
     if problem is not None:
         first = parts.path.lstrip("/").split("/")[0]
-        first = first if re.fullmatch(r"[A-Za-z_-]{1,20}", first) else "..."  # never echo what may be a secret
+        # the first segment, only when it is a plain word: never echo what may be a secret
+        shown = "/" if not first else f"/{first}/..." if re.fullmatch(r"[A-Za-z_-]{1,20}", first) else "/..."
         raise MediaUrlRefused(
-            f"refused {where}Label Studio path /{first}/...: it {problem}. The token is only sent to "
+            f"refused {where}Label Studio path {shown}: it {problem}. The token is only sent to "
             f"Label Studio's media routes ({ROUTES_TEXT}), never to its API")
 
 
@@ -155,7 +156,7 @@ def _path_problem(path: str) -> str | None:
     segments = decoded.split("/")[1:]
     if any(s in (".", "..") for s in segments):
         return "has a '.' or '..' segment (after percent-decoding)"
-    if "" in segments[:-1] or not path.startswith("/"):
+    if "" in segments[:-1]:
         return "has an empty segment ('//')"
     return None
 

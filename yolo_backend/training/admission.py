@@ -46,6 +46,7 @@ class KnownProjects:
 
     def __init__(self, settings: Settings, timeout: float = LOOKUP_TIMEOUT_S) -> None:
         self.url = settings.label_studio_url.rstrip("/")
+        self.admitted = settings.model_dir_path / "projects"  # a folder here: admitted before (any worker, any life)
         self.timeout = timeout
         self.auth = LabelStudioAuth(self.url, settings.label_studio_api_key, timeout=timeout)
         self._known: OrderedDict[str, float] = OrderedDict()  # project -> when Label Studio said yes
@@ -66,7 +67,7 @@ class KnownProjects:
             remembered = self._unknown.get(project)
             if remembered and remembered[0] > time.monotonic():
                 return remembered[1]
-            if not self._take_token():
+            if not self._take_token() and not (self.admitted / project).is_dir():  # a flood never starves those
                 return Refusal("lookups_busy", f"too many unknown project ids asked about at once; project {project} "
                                                "was not looked up in Label Studio: trigger again in a few seconds")
         found = self._ask(project)

@@ -56,8 +56,9 @@ class Coalescer:
                     write_json(self.path, control)
                     return "counted"
             if control["scheduled"] and self._alive(control, job_alive):
-                control["follow_up"] = True
-                write_json(self.path, control)
+                if not (start and control.get("follow_up")):  # a repeated START changes nothing: no write
+                    control["follow_up"] = True
+                    write_json(self.path, control)
                 return "folded"
             # A worker that starts at once waits for this lock in begin(), so it sees the job recorded.
             try:

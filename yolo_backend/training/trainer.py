@@ -67,19 +67,18 @@ class ProjectTrainer:
         queued: list[RunRecord] = []
 
         def submit() -> dict[str, Any]:
-            run = RunRecord(project_id)
-            job = self.runner.submit(project_id, run.run_id)  # QueueFull: no run recorded
+            queued.append(RunRecord(project_id))
+            job = self.runner.submit(project_id, queued[0].run_id)
             # The job cannot begin before this is saved: it waits for the control lock request() holds.
-            StatusBook(self.model_dir, project_id).save(run)
-            queued.append(run)
+            StatusBook(self.model_dir, project_id).save(queued[0])
             return job
 
         try:
             decision = coalescer.request(event == START, self.settings.train_every_n, submit, self.runner.alive,
                                          count=changes)
-        except QueueFull as exc:
+        except QueueFull as exc:  # refused: no run is recorded
             return self._refuse(project_id, Refusal("queue_full", str(exc)))
-        except Exception as exc:  # Redis down, no process slots...: answer, and say why
+        except Exception as exc:  # Redis down, no process slots...: answer, say why, and show it in the status
             log.error("project %s: could not queue a training run: %s", project_id, exc)
             for run in queued:
                 StatusBook(self.model_dir, project_id).save(state.fail(run, f"could not queue the run: {exc}"))
