@@ -1,7 +1,7 @@
 """The model class Label Studio's ML protocol calls: ``setup``, ``predict``, ``fit``.
 
 The data path, top to bottom: request -> tasks -> image URLs -> pixels
-(``media``) -> detections (``detector``) -> Label Studio results (``convert``).
+(``media``) -> detections (``detector``) -> Label Studio results (``kinds``, one module per kind).
 Which controls to fill and how classes map to labels comes from ``label_config``.
 """
 
@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from yolo_backend import convert, label_config
+from yolo_backend import convert, kinds, label_config
 from yolo_backend.config import Settings
 from yolo_backend.errors import BackendError, BadRequest, MediaError
 from yolo_backend.media import LoadedImage, MediaFetcher, url_host
@@ -170,7 +170,7 @@ class YOLOBackend:
                 per_image = (time.perf_counter() - started) / len(jobs)
                 for job, detections in zip(jobs, found):
                     self.metrics.inference.observe(per_image)
-                    regions[job.task_index] += convert.detections_to_regions(
+                    regions[job.task_index] += kinds.detections_to_regions(
                         detections, [target], job.image.width, job.image.height)
         if failures and len(tasks) == 1:
             raise failures[0]

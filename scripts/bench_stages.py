@@ -55,7 +55,7 @@ def decode_costs(paths: list[Path], imgsz: int) -> dict[str, float]:
 def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: Path, imgsz: int | None,
                 device: str) -> dict[str, object]:
     """Ultralytics' pre/inference/post split for our detector, and our conversion to Label Studio results."""
-    from yolo_backend import convert
+    from yolo_backend import convert, kinds
     from yolo_backend.detector import Detector, _detections
     from yolo_backend.media import open_image, to_bgr
     from yolo_backend.model_store import checkpoint_version
@@ -77,7 +77,7 @@ def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: P
         found = _detections(result)
         stages["to detections"].append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        convert.detections_to_regions(found, [target], pixels.shape[1], pixels.shape[0])
+        kinds.detections_to_regions(found, [target], pixels.shape[1], pixels.shape[0])
         stages["to Label Studio results"].append((time.perf_counter() - started) * 1000)
         boxes.append(len(found))
     costs: dict[str, object] = {k: statistics.median(v) for k, v in stages.items()}

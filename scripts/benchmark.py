@@ -51,7 +51,7 @@ def image_set(workdir: Path) -> tuple[Path, list[str], str]:
     """(document root, image names under it, where they come from)."""
     if COCO128.is_dir() and any(COCO128.glob("*.jpg")):
         return COCO128, sorted(p.name for p in COCO128.glob("*.jpg")), "coco128"
-    from yolo_backend.synthetic import draw_sample
+    from tests.support.synthetic import draw_sample
 
     folder = workdir / "images"
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def pick_model(requested: str, workdir: Path) -> Path:
         return ROOT / "models" / "yolov5nu.pt"
     target = workdir / "model-root" / "yolov5nu-random.pt"  # about 0-16 boxes per COCO photo at 0.5
     if not target.is_file():
-        from yolo_backend.random_model import build
+        from tests.support.random_model import build
 
         build(target, class_bias=-20.0)
     return target

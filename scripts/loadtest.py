@@ -61,7 +61,7 @@ def prepare(workdir: Path) -> tuple[Path, Path]:
     """A random-weights yolov5nu (nothing to download) and a local-files root with one photo-sized image."""
     from ultralytics import YOLO
 
-    from yolo_backend.synthetic import draw_sample
+    from tests.support.synthetic import draw_sample
 
     root, docs = workdir / "models", workdir / "docs"
     (docs / "load").mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import COCO128
+from tests.support.region_boxes import region_box
+from tests.support.synthetic import draw_sample, write_yolo_dataset, yolo_lines
 from yolo_backend import convert
 from yolo_backend.cli import main
 from yolo_backend.ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
 from yolo_backend.media import open_image
-from yolo_backend.synthetic import draw_sample, write_yolo_dataset, yolo_lines
 from yolo_backend.yolo_folder import class_names, displayed_size, find_samples, read_labels
 
 
@@ -21,7 +22,7 @@ def boxes_of(task: dict, key: str = "predictions") -> list[convert.YoloBox]:
     """The task's regions back as YOLO boxes, class ids by label name order in ``names``."""
     regions = task[key][0]["result"]
     names = {"square": 0, "circle": 1}
-    return [convert.region_to_yolo(r, names) for r in regions]
+    return [region_box(r, names) for r in regions]
 
 
 def assert_close(got: list[convert.YoloBox], want: list[convert.YoloBox], tol: float = 1e-4) -> None:
@@ -153,7 +154,7 @@ def test_polygons_and_annotations_and_scores(tmp_path: Path) -> None:
     assert region["type"] == "polygonlabels" and region["value"]["polygonlabels"] == ["circle"]
     assert region["value"]["points"] == [[40.0, 30.0], [60.0, 30.0], [60.0, 70.0], [40.0, 70.0]]
     assert region["score"] == 0.87
-    assert_close([convert.region_to_yolo(region, {"circle": 1})], [convert.YoloBox(1, 0.5, 0.5, 0.2, 0.4)])
+    assert_close([region_box(region, {"circle": 1})], [convert.YoloBox(1, 0.5, 0.5, 0.2, 0.4)])
 
 
 def test_urls(tmp_path: Path) -> None:
@@ -187,7 +188,7 @@ def test_coco128_converts_and_every_box_matches_its_label_file(tmp_path: Path) -
     for sample in samples:
         task = by_url[local_files_url(sample.image, COCO128.parent)]
         want = [b for b, _ in read_labels(sample.label)] if sample.label else []
-        got = [convert.region_to_yolo(r, ids) for r in task["predictions"][0]["result"]]
+        got = [region_box(r, ids) for r in task["predictions"][0]["result"]]
         assert_close(got, want)
         size = open_image(sample.image, 10**8).size
         for region in task["predictions"][0]["result"]:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.synthetic import write_yolo_dataset
 from yolo_backend import convert
 from yolo_backend.cli import main
-from yolo_backend.synthetic import write_yolo_dataset
-from yolo_backend.yolo_export import ExportOptions, chosen_annotation, split_of, write_dataset
+from yolo_backend.training.dataset import Example, carve_val, split
+from yolo_backend.yolo_export import ExportOptions, chosen_annotation, split_names, write_dataset
 from yolo_backend.yolo_folder import find_samples, read_labels
 
 
@@ -95,11 +96,47 @@ def test_export_leaves_out_skipped_and_unannotated_tasks(tmp_path: Path) -> None
     assert lines[0] == convert.format_yolo_line(convert.YoloBox(0, 0.25, 0.4, 0.3, 0.4))
 
 
+def test_an_export_with_polygons_writes_segment_rows_in_every_file(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    polygon = {"type": "polygonlabels", "from_name": "outline", "to_name": "image",
+               "value": {"points": [[10, 20], [40, 20], [25, 60]], "polygonlabels": ["dog"]}}
+    tasks = [task(1, [{"id": 1, "result": [box("cat")]}]), task(2, [{"id": 2, "result": [polygon]}])]
+    write_dataset(tasks, tmp_path / "out", ["cat", "dog"], lambda url, tid: tmp_path / "a.png",
+                  ExportOptions(val=0.0))
+    rows = sorted(p.read_text() for p in (tmp_path / "out" / "labels" / "train").iterdir())
+    # Segment training rejects a dataset mixing box and segment rows: the box is written as its corners.
+    assert rows == ["0 0.100000 0.200000 0.400000 0.200000 0.400000 0.600000 0.100000 0.600000\n",
+                    "1 0.100000 0.200000 0.400000 0.200000 0.250000 0.600000\n"]
+
+
 def test_split_is_stable_and_near_the_asked_shares() -> None:
-    splits = [split_of(tid, 0.2, 0.1) for tid in range(2000)]
-    assert splits == [split_of(tid, 0.2, 0.1) for tid in range(2000)]
+    splits = split_names(list(range(2000)), 0.2, 0.1, 5)
+    assert splits == split_names(list(range(2000)), 0.2, 0.1, 5)
     assert 0.07 < splits.count("test") / 2000 < 0.13 and 0.17 < splits.count("val") / 2000 < 0.23
-    assert split_of(17, 0.2, 0.1) == split_of(17, 0.2, 0.1)
+    # adding tasks never moves old ones (above the floor)
+    assert split_names(list(range(3000)), 0.2, 0.1, 5)[:2000] == splits
+
+
+@pytest.mark.parametrize("count", [3, 12, 400])
+def test_export_val_is_trainings_holdout_and_test_comes_from_its_training_part(count: int) -> None:
+    ids = list(range(100, 100 + count))
+    examples = [Example(tid, Path(f"{tid}.jpg"), ()) for tid in ids]
+    train, holdout = split(examples, 0.2, 5)  # training's rule, TRAIN_HOLDOUT=0.2, TRAIN_MIN_HOLDOUT=5
+    names = dict(zip(ids, split_names(ids, 0.2, 0.15, 5)))
+    assert {tid for tid, name in names.items() if name == "val"} == {e.task_id for e in holdout}
+    assert {tid for tid, name in names.items() if name == "test"} <= {e.task_id for e in train}
+    if count == 400:  # test is its own draw, not training's val carve
+        _, carved = carve_val(train, 0.15)
+        assert {tid for tid, name in names.items() if name == "test"} != {e.task_id for e in carved}
+        assert 0.1 < list(names.values()).count("test") / count < 0.2
+    assert split_names(ids, 0.0, 0.0, 5) == ["train"] * count  # --val 0: no floor, no val
+
+
+def test_export_rejects_shares_that_leave_nothing_to_train() -> None:
+    with pytest.raises(ValueError, match="leave tasks"):
+        ExportOptions(val=0.6, test=0.5)
 
 
 def test_export_refuses_a_non_empty_folder(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.region_boxes import region_box
+from tests.support.synthetic import draw_sample, write_yolo_dataset
 from yolo_backend import convert, ls_client
 from yolo_backend.cli import main
-from yolo_backend.synthetic import draw_sample, write_yolo_dataset
 from yolo_backend.yolo_folder import find_samples, read_labels
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +63,7 @@ def test_imported_tasks_show_the_label_files_boxes(label_studio, tmp_path: Path)
         task = tasks[label_studio.local_files_url(sample.image)]
         [prediction] = task.predictions
         assert prediction.model_version == "from-yolo"
-        got = sorted((convert.region_to_yolo(r, {"square": 0, "circle": 1}) for r in prediction.result),
+        got = sorted((region_box(r, {"square": 0, "circle": 1}) for r in prediction.result),
                      key=lambda b: (b.cx, b.cy))
         want = sorted((b for b, _ in read_labels(sample.label)), key=lambda b: (b.cx, b.cy))
         assert len(got) == len(want) > 0

@@ -1,4 +1,4 @@
-"""Coordinate rules between pixels, YOLO boxes and Label Studio results."""
+"""Coordinate rules between pixels, YOLO boxes and Label Studio results (through the box and outline kinds)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from yolo_backend import convert
+from tests.support.region_boxes import region_box
+from yolo_backend import convert, kinds
 from yolo_backend.convert import Detection, Target, YoloBox
 
 RECT = Target("label", "image", "rectanglelabels", {0: "Car", 1: "Person"}, threshold=0.5)
@@ -24,7 +25,7 @@ def test_boxes_past_the_edge_are_clipped() -> None:
 
 def test_region_has_everything_label_studio_needs() -> None:
     det = Detection(1, 0.876543, (10, 20, 110, 220))
-    region = convert.detection_to_region(det, RECT, 200, 400)
+    region = kinds.detection_to_region(det, RECT, 200, 400)
     assert region["from_name"] == "label" and region["to_name"] == "image"
     assert region["type"] == "rectanglelabels"
     assert (region["original_width"], region["original_height"]) == (200, 400)
@@ -35,19 +36,19 @@ def test_region_has_everything_label_studio_needs() -> None:
 
 def test_unmapped_classes_and_low_scores_are_dropped() -> None:
     dets = [Detection(0, 0.9, (0, 0, 10, 10)), Detection(5, 0.99, (0, 0, 10, 10)), Detection(1, 0.2, (0, 0, 5, 5))]
-    regions = convert.detections_to_regions(dets, [RECT], 100, 100)
+    regions = kinds.detections_to_regions(dets, [RECT], 100, 100)
     assert [r["value"]["rectanglelabels"] for r in regions] == [["Car"]]
 
 
 def test_box_becomes_four_point_polygon_without_mask() -> None:
-    region = convert.detection_to_region(Detection(0, 0.7, (10, 10, 50, 30)), POLY, 100, 100)
+    region = kinds.detection_to_region(Detection(0, 0.7, (10, 10, 50, 30)), POLY, 100, 100)
     assert region["value"]["points"] == [[10.0, 10.0], [50.0, 10.0], [50.0, 30.0], [10.0, 30.0]]
     assert region["value"]["closed"] is True and region["value"]["polygonlabels"] == ["Car"]
 
 
 def test_mask_outline_becomes_polygon() -> None:
     outline = ((10.0, 10.0), (50.0, 12.0), (40.0, 40.0), (12.0, 30.0), (8.0, 20.0))
-    region = convert.detection_to_region(Detection(0, 0.7, (8, 10, 50, 40), outline), POLY, 200, 100)
+    region = kinds.detection_to_region(Detection(0, 0.7, (8, 10, 50, 40), outline), POLY, 200, 100)
     assert region["value"]["points"][1] == [25.0, 12.0]
     assert len(region["value"]["points"]) == 5
 
@@ -59,31 +60,34 @@ def test_task_score_is_mean_of_regions() -> None:
 
 
 def test_region_ids_are_stable_and_distinct() -> None:
-    a = convert.detections_to_regions([Detection(0, 0.9, (0, 0, 9, 9)), Detection(0, 0.9, (5, 5, 20, 20))],
+    a = kinds.detections_to_regions([Detection(0, 0.9, (0, 0, 9, 9)), Detection(0, 0.9, (5, 5, 20, 20))],
                                       [RECT], 50, 50)
-    b = convert.detections_to_regions([Detection(0, 0.9, (0, 0, 9, 9)), Detection(0, 0.9, (5, 5, 20, 20))],
+    b = kinds.detections_to_regions([Detection(0, 0.9, (0, 0, 9, 9)), Detection(0, 0.9, (5, 5, 20, 20))],
                                       [RECT], 50, 50)
     assert [r["id"] for r in a] == [r["id"] for r in b]
     assert len({r["id"] for r in a}) == 2
 
 
-def test_polygon_region_to_yolo_uses_its_bounds() -> None:
+def test_polygon_region_trains_as_its_points_whose_bounds_are_its_box() -> None:
     region = {"type": "polygonlabels", "value": {"points": [[10, 20], [30, 20], [30, 60], [10, 60]],
                                                  "polygonlabels": ["Car"]}}
-    box = convert.region_to_yolo(region, {"Car": 3})
-    assert box == YoloBox(3, 0.2, 0.4, 0.2, 0.4)
+    assert kinds.region_line(region, {"Car": 3}) == "3 0.100000 0.200000 0.300000 0.200000 0.300000 0.600000 " \
+                                                    "0.100000 0.600000"
+    box = region_box(region, {"Car": 3})
+    assert box is not None and box.class_id == 3
+    assert (box.cx, box.cy, box.w, box.h) == pytest.approx((0.2, 0.4, 0.2, 0.4), abs=1e-12)
 
 
 def test_region_with_unknown_label_is_skipped() -> None:
     region = {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 5, "height": 5,
                                                    "rectanglelabels": ["Truck"]}}
-    assert convert.region_to_yolo(region, {"Car": 0}) is None
+    assert region_box(region, {"Car": 0}) is None
 
 
 def test_rotated_rectangle_becomes_its_bounding_box() -> None:
     region = {"type": "rectanglelabels", "original_width": 100, "original_height": 100,
               "value": {"x": 50, "y": 50, "width": 20, "height": 10, "rotation": 90, "rectanglelabels": ["Car"]}}
-    box = convert.region_to_yolo(region, {"Car": 0})
+    box = region_box(region, {"Car": 0})
     assert box is not None
     assert box.w == pytest.approx(0.10) and box.h == pytest.approx(0.20)
     assert box.cx == pytest.approx(0.45) and box.cy == pytest.approx(0.60)
@@ -124,7 +128,7 @@ def test_yolo_to_label_studio_and_back_within_1e_4(class_id: int, a: float, b: f
     original = YoloBox(class_id, (left + right) / 2, (top + bottom) / 2, right - left, bottom - top)
     x, y, w, h = convert.yolo_to_percent(original)
     region = {"type": "rectanglelabels", "value": {"x": x, "y": y, "width": w, "height": h, "rectanglelabels": ["c"]}}
-    back = convert.region_to_yolo(region, {"c": class_id})
+    back = region_box(region, {"c": class_id})
     if w == 0 or h == 0:  # degenerate boxes are not kept as training data
         assert back is None
         return

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.shapes_project import LABEL_CONFIG, export_file, write_project
+from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
-from yolo_backend.synthetic import draw_sample
 
 PROJECT = "7"
 

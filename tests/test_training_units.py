@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from tests.support.shapes_project import LABEL_CONFIG, export_file, region, write_project
+from tests.support.synthetic import Shape
 from yolo_backend.config import Settings
-from yolo_backend.synthetic import Shape
+from yolo_backend.convert import parse_yolo_line
 from yolo_backend.training import ProjectTrainer, state
 from yolo_backend.training.coalesce import Coalescer
 from yolo_backend.training.collect import chosen_annotation
@@ -206,7 +207,14 @@ def test_dataset_applies_exif_orientation_and_reads_polygons(tmp_path: Path) -> 
     with Image.open(example.image) as img:
         assert img.size == (200, 300)
     assert dataset.labels == ["square", "circle"]
-    assert example.lines == ("0 0.350000 0.350000 0.500000 0.500000", "1 0.700000 0.700000 0.400000 0.400000")
+    # The polygon trains as its points; beside it, the box is written as its 4 corners (Ultralytics
+    # rejects a file mixing box and segment rows); detect training reads both as the same boxes as before.
+    assert example.lines == ("0 0.100000 0.100000 0.600000 0.100000 0.600000 0.600000 0.100000 0.600000",
+                             "1 0.500000 0.500000 0.900000 0.500000 0.700000 0.900000")
+    boxes = [parse_yolo_line(line) for line in example.lines]
+    assert [b.class_id for b in boxes] == [0, 1]
+    assert [(b.cx, b.cy, b.w, b.h) for b in boxes] == [pytest.approx((0.35, 0.35, 0.5, 0.5), abs=1e-9),
+                                                       pytest.approx((0.7, 0.7, 0.4, 0.4), abs=1e-9)]
     assert dataset.holdout == [example]  # the floor holds it out, and the holdout never reaches Ultralytics
     assert not list(dataset.data_yaml.parent.rglob("task-11.*"))
 

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import ls_client
+from . import kinds, ls_client
+from .config import SETTINGS
 from .errors import BackendError
 
 EPILOG = "Environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY (and MODEL_ROOT, MODEL_PATH, ... for prelabel)."
@@ -26,6 +27,11 @@ EPILOG = "Environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY (and MODEL_ROOT, M
 
 def _env(*names: str, default: str = "") -> str:
     return next((os.environ[n] for n in names if os.environ.get(n)), default)
+
+
+def _setting(name: str) -> str:
+    """A service setting from the environment, else its default (``config.SETTINGS``)."""
+    return _env(name, default=next(var.default for var in SETTINGS if var.env == name))
 
 
 def _classes(text: str | None) -> list[str] | None:
@@ -64,7 +70,7 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--as", dest="as_", choices=("predictions", "annotations"), default="predictions",
                    help="write boxes as pre-annotations (default) or as finished annotations")
     p.add_argument("--model-version", default="yolo-import", help="version name of the predictions (%(default)s)")
-    p.add_argument("--type", choices=("rectanglelabels", "polygonlabels"), default="rectanglelabels",
+    p.add_argument("--type", choices=kinds.RESULT_TYPES, default=kinds.RESULT_TYPES[0],
                    help="region type; must match the project's control tag (default %(default)s)")
     p.add_argument("--from-name", default="label", help="name of the labels control (default %(default)s)")
     p.add_argument("--to-name", default="image", help="name of the <Image> tag (default %(default)s)")
@@ -89,14 +95,20 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
         "export-yolo", help="Label Studio annotations -> YOLO dataset", epilog=EPILOG,
         description="Write images and YOLO labels in the Ultralytics layout (images/<split>, labels/<split>, "
                     "data.yaml) from a JSON export file or straight from a project. Skipped annotations are "
-                    "left out; the split is a hash of the task id, stable across runs.")
+                    "left out; val is the holdout training scores on (stable by task id), test comes from the "
+                    "rest.")
     p.add_argument("-o", "--output", type=Path, required=True, help="new (or empty) dataset folder")
     p.add_argument("--from-file", type=Path, help="Label Studio JSON export (instead of --project)")
     p.add_argument("--classes", help="class names in index order (default: the project's labels, else sorted)")
     p.add_argument("--data-key", help="task data field holding the image (default: the first)")
-    p.add_argument("--from-name", help="only regions of this control (default: every box control)")
-    p.add_argument("--val", type=float, default=0.2, help="share of tasks in val (default %(default)s)")
-    p.add_argument("--test", type=float, default=0.0, help="share of tasks in test (default %(default)s)")
+    p.add_argument("--from-name", help="only regions of this control (default: every supported control)")
+    p.add_argument("--val", type=float, default=_setting("TRAIN_HOLDOUT"),
+                   help="share of tasks in val, training's holdout (default: $TRAIN_HOLDOUT, %(default)s)")
+    p.add_argument("--min-val", type=int, default=_setting("TRAIN_MIN_HOLDOUT"),
+                   help="fewest tasks in val when --val > 0, training's floor (default: $TRAIN_MIN_HOLDOUT, "
+                        "%(default)s)")
+    p.add_argument("--test", type=float, default=0.0,
+                   help="share of tasks in test, taken from the training part (default %(default)s)")
     p.add_argument("--document-root",
                    default=_env("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
                    help="read /data/local-files/ images from this folder instead of over HTTP")
@@ -178,7 +190,7 @@ def _run_export(args: argparse.Namespace) -> int:
     client = ls_client.connect(args.url, args.api_key) if args.project else None
     tasks = json.loads(args.from_file.read_text()) if args.from_file else ls_client.export_tasks(client, args.project)
     names = _classes(args.classes) or (_project_labels(client, args.project) if client else None) or label_names(tasks)
-    options = ExportOptions(args.data_key, args.from_name, args.val, args.test)
+    options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val)
     with tempfile.TemporaryDirectory(prefix="yolo-ls-export-") as cache:
         fetcher = MediaFetcher(LabelStudioAuth(args.url, args.api_key), DiskCache(Path(cache), 2**40),
                                local_root=args.document_root or "", allowed_hosts=args.allowed_hosts)

@@ -1,7 +1,8 @@
-"""Conversion between detections, YOLO boxes and Label Studio results.
+"""Coordinates and formats shared by every kind: pixels, percent, YOLO lines, the region envelope.
 
 Plain functions on plain data: no I/O, no torch, no Flask, so every rule about
-coordinates lives here and is tested in isolation.
+coordinates lives here and is tested in isolation. What a kind of region *means*
+(a box, an outline, ...) lives in ``yolo_backend.kinds``, one module per kind.
 
 Coordinate systems:
 - pixels: ``(x1, y1, x2, y2)`` on the image as displayed (EXIF orientation applied);
@@ -13,6 +14,7 @@ Coordinate systems:
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -34,13 +36,14 @@ class Detection:
 
 @dataclass(frozen=True)
 class YoloBox:
-    """One line of a YOLO label file: class index and relative centre box."""
+    """One line of a YOLO label file: class index, relative centre box, and the outline a segment line holds."""
 
     class_id: int
     cx: float
     cy: float
     w: float
     h: float
+    points: tuple[tuple[float, float], ...] | None = None  # relative (x, y) of a segment line, else None
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Target:
 
     from_name: str
     to_name: str
-    kind: str  # "rectanglelabels" or "polygonlabels"
+    kind: str  # the result type of a registered kind: "rectanglelabels", "polygonlabels"
     labels: dict[int, str] = field(default_factory=dict)  # model class id -> label
     threshold: float = 0.5
     class_thresholds: dict[int, float] = field(default_factory=dict)  # model class id -> its own threshold
@@ -63,24 +66,25 @@ class Target:
         return min([self.threshold, *self.class_thresholds.values()])
 
 
-def _clip(value: float, low: float = 0.0, high: float = 100.0) -> float:
+def clip(value: float, low: float = 0.0, high: float = 100.0) -> float:
     return min(max(value, low), high)
 
 
-def _pct(value: float) -> float:
+def pct(value: float) -> float:
+    """A percent rounded to the precision every region is written with."""
     return round(value, PERCENT_DECIMALS)
 
 
 def pixels_to_percent_box(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
     """Pixel corners -> Label Studio ``(x, y, width, height)`` in percent, clipped to the image."""
     x1, y1, x2, y2 = box
-    left = _clip(min(x1, x2) / width * 100)
-    top = _clip(min(y1, y2) / height * 100)
-    right = _clip(max(x1, x2) / width * 100)
-    bottom = _clip(max(y1, y2) / height * 100)
-    x, y = _pct(left), _pct(top)
+    left = clip(min(x1, x2) / width * 100)
+    top = clip(min(y1, y2) / height * 100)
+    right = clip(max(x1, x2) / width * 100)
+    bottom = clip(max(y1, y2) / height * 100)
+    x, y = pct(left), pct(top)
     # Width from the rounded corner keeps x + width <= 100 after rounding.
-    return x, y, _pct(min(right - x, 100.0 - x)), _pct(min(bottom - y, 100.0 - y))
+    return x, y, pct(min(right - x, 100.0 - x)), pct(min(bottom - y, 100.0 - y))
 
 
 def yolo_to_percent(box: YoloBox) -> tuple[float, float, float, float]:
@@ -102,10 +106,39 @@ def points_bounds(points: Iterable[Sequence[float]]) -> tuple[float, float, floa
     return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
 
 
+def clipped_box(x: float, y: float, width: float, height: float) -> tuple[float, float, float, float] | None:
+    """A percent box clipped to the image (people drag boxes past the edge); None when nothing is left."""
+    left, top, right, bottom = clip(x), clip(y), clip(x + width), clip(y + height)
+    if right <= left or bottom <= top:
+        return None
+    return left, top, right - left, bottom - top
+
+
 def box_polygon(x: float, y: float, width: float, height: float) -> list[list[float]]:
     """A percent box as the 4-point polygon our users drew by hand, clockwise from top-left."""
-    right, bottom = _pct(x + width), _pct(y + height)
+    right, bottom = pct(x + width), pct(y + height)
     return [[x, y], [right, y], [right, bottom], [x, bottom]]
+
+
+def percent_points(points: Iterable[Sequence[float]], width: float = 100.0, height: float = 100.0
+                   ) -> list[list[float]]:
+    """Points in ``width`` x ``height`` units (pixels; 1 x 1 for relative) -> Label Studio percent, clipped."""
+    return [[pct(clip(float(x) / width * 100)), pct(clip(float(y) / height * 100))] for x, y in points]
+
+
+def rotated_corners(x: float, y: float, w: float, h: float, degrees: float, width: float, height: float
+                    ) -> list[tuple[float, float]]:
+    """Corners of a Label Studio box rotated about its top-left corner, in percent.
+
+    Rotation happens in pixels (percent axes are not isotropic), so the displayed image
+    size (``original_width``/``original_height`` of the region) is needed.
+    """
+    ox, oy = x * width / 100, y * height / 100
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    corners = []
+    for dx, dy in ((0, 0), (w * width / 100, 0), (w * width / 100, h * height / 100), (0, h * height / 100)):
+        corners.append(((ox + dx * cos - dy * sin) / width * 100, (oy + dx * sin + dy * cos) / height * 100))
+    return corners
 
 
 def region_id(*parts: Any) -> str:
@@ -113,43 +146,26 @@ def region_id(*parts: Any) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
 
 
-def detection_to_region(det: Detection, target: Target, width: int, height: int, index: int = 0) -> dict[str, Any]:
-    """One detection -> one Label Studio result region for ``target``."""
-    label = target.labels[det.class_id]
-    x, y, w, h = pixels_to_percent_box(det.box, width, height)
-    value: dict[str, Any]
-    if target.kind == "polygonlabels":
-        if det.polygon and len(det.polygon) >= 3:
-            points = [[_pct(_clip(px / width * 100)), _pct(_clip(py / height * 100))] for px, py in det.polygon]
-        else:
-            points = box_polygon(x, y, w, h)
-        value = {"points": points, "closed": True, "polygonlabels": [label]}
-    else:
-        value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}
-    return {
-        "id": region_id(target.from_name, index, det.box),
-        "from_name": target.from_name,
-        "to_name": target.to_name,
-        "type": target.kind,
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "score": round(float(det.score), SCORE_DECIMALS),
-        "value": value,
+def region(value: dict[str, Any], label: str, *, result_type: str, from_name: str, to_name: str,
+           size: tuple[int, int], region_id: str, score: float | None = None) -> dict[str, Any]:
+    """The envelope every region shares, around a kind's ``value``: names, type, displayed size, score.
+
+    ``size`` is the displayed (EXIF-applied) ``(width, height)`` the percent coordinates refer to.
+    """
+    out: dict[str, Any] = {
+        "id": region_id, "from_name": from_name, "to_name": to_name, "type": result_type,
+        "original_width": size[0], "original_height": size[1], "image_rotation": 0,
+        "value": {**value, result_type: [label]},
     }
+    if score is not None:
+        out["score"] = round(float(score), SCORE_DECIMALS)
+    return out
 
 
-def detections_to_regions(
-    detections: Iterable[Detection], targets: Iterable[Target], width: int, height: int
-) -> list[dict[str, Any]]:
-    """Every detection whose class maps to a label and whose score passes, for every target."""
-    regions: list[dict[str, Any]] = []
-    detections = list(detections)
-    for target in targets:
-        for index, det in enumerate(detections):
-            if det.class_id in target.labels and det.score >= target.threshold_for(det.class_id):
-                regions.append(detection_to_region(det, target, width, height, index))
-    return regions
+def region_label(region: dict[str, Any], result_type: str) -> str | None:
+    """The first label of a region of ``result_type`` (None when it carries none)."""
+    labels = (region.get("value") or {}).get(result_type) or []
+    return str(labels[0]) if labels else None
 
 
 def task_prediction(regions: list[dict[str, Any]], model_version: str) -> dict[str, Any]:
@@ -158,65 +174,38 @@ def task_prediction(regions: list[dict[str, Any]], model_version: str) -> dict[s
     return {"result": regions, "score": round(score, SCORE_DECIMALS), "model_version": model_version}
 
 
-def region_to_yolo(region: dict[str, Any], class_ids: dict[str, int]) -> YoloBox | None:
-    """A Label Studio rectangle or polygon region -> YOLO box; None if it carries no known label."""
-    value = region.get("value") or {}
-    kind = region.get("type")
-    labels = value.get(kind) or value.get("rectanglelabels") or value.get("polygonlabels") or []
-    if not labels or labels[0] not in class_ids:
-        return None
-    if "points" in value:
-        if not value["points"]:
-            return None
-        x, y, w, h = points_bounds(value["points"])
-    elif all(k in value for k in ("x", "y", "width", "height")):
-        x, y, w, h = (float(value[k]) for k in ("x", "y", "width", "height"))
-        if float(value.get("rotation") or 0):
-            x, y, w, h = points_bounds(rotated_corners(x, y, w, h, float(value["rotation"]), region))
-    else:
-        return None
-    # Clip to the image: people drag boxes past the edge.
-    left, top = _clip(x), _clip(y)
-    right, bottom = _clip(x + w), _clip(y + h)
-    if right <= left or bottom <= top:
-        return None
-    return percent_to_yolo(class_ids[labels[0]], left, top, right - left, bottom - top)
-
-
-def rotated_corners(
-    x: float, y: float, w: float, h: float, degrees: float, region: dict[str, Any]
-) -> list[tuple[float, float]]:
-    """Corners of a Label Studio box rotated about its top-left corner, in percent.
-
-    Rotation happens in pixels (percent axes are not isotropic), so the image size
-    from the region is used when present.
-    """
-    import math
-
-    iw = float(region.get("original_width") or 100)
-    ih = float(region.get("original_height") or 100)
-    ox, oy = x * iw / 100, y * ih / 100
-    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    corners = []
-    for dx, dy in ((0, 0), (w * iw / 100, 0), (w * iw / 100, h * ih / 100), (0, h * ih / 100)):
-        corners.append(((ox + dx * cos - dy * sin) / iw * 100, (oy + dx * sin + dy * cos) / ih * 100))
-    return corners
-
-
 def parse_yolo_line(line: str) -> YoloBox:
-    """``class cx cy w h`` (extra columns such as a score or segment points are read as a polygon)."""
+    """``class cx cy w h [score]``, or a segment line ``class x1 y1 ... xn yn`` (its box, its points kept)."""
     parts = line.split()
     if len(parts) < 5:
         raise ValueError(f"expected 'class cx cy w h', got {line.strip()!r}")
     class_id = int(float(parts[0]))
     numbers = [float(p) for p in parts[1:]]
     if len(numbers) > 5 and len(numbers) % 2 == 0:
-        # A segmentation line: class x1 y1 x2 y2 ...; its bounding box is the detection box.
+        # A segment line, as Ultralytics tells it (more than 6 columns); its bounding box is the detection box.
         xs, ys = numbers[0::2], numbers[1::2]
-        return YoloBox(class_id, (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys))
+        return YoloBox(class_id, (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs),
+                       max(ys) - min(ys), tuple(zip(xs, ys)))
     cx, cy, w, h = numbers[:4]
     return YoloBox(class_id, cx, cy, w, h)
 
 
 def format_yolo_line(box: YoloBox, decimals: int = 6) -> str:
+    """``class cx cy w h``: a detection row."""
     return f"{box.class_id} " + " ".join(f"{v:.{decimals}f}" for v in (box.cx, box.cy, box.w, box.h))
+
+
+def format_points_line(class_id: int, points: Iterable[Sequence[float]], decimals: int = 6) -> str:
+    """``class x1 y1 ... xn yn`` (relative): a segment row, which detect training reads as its box."""
+    return f"{class_id} " + " ".join(f"{float(x):.{decimals}f} {float(y):.{decimals}f}" for x, y in points)
+
+
+def is_segment_line(line: str) -> bool:
+    """Ultralytics' own rule: a label row with more than 6 columns is a segment."""
+    return len(line.split()) > 6
+
+
+def box_corners(box: YoloBox) -> list[tuple[float, float]]:
+    """The 4 relative corners of a YOLO box, clockwise from top-left."""
+    left, top, right, bottom = box.cx - box.w / 2, box.cy - box.h / 2, box.cx + box.w / 2, box.cy + box.h / 2
+    return [(left, top), (right, top), (right, bottom), (left, bottom)]

@@ -17,6 +17,7 @@ import numpy as np
 
 from .convert import Detection
 from .errors import ModelLoadError
+from .kinds import SERVING_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,9 @@ class Detector:
         model = load_ultralytics(path)
         threads = inference_threads(torch_threads, workers_from_env() if workers is None else workers)
         task = getattr(model, "task", "detect")
-        if task not in ("detect", "segment"):
-            raise ModelLoadError(f"{path.name} is a {task!r} model; this backend serves detection or segmentation")
+        if task not in SERVING_TASKS:  # the tasks some registered kind can be served from
+            raise ModelLoadError(f"{path.name} is a {task!r} model; this backend serves {', '.join(SERVING_TASKS)} "
+                                 "models")
         detector = cls(model, device=pick_device(device), imgsz=imgsz, name=path.name,
                        **options)  # type: ignore[arg-type]
         if runtime != "torch" and cache_root is not None:

@@ -1,8 +1,8 @@
 """What a project's label config asks this backend to predict.
 
-Parsed with ``label-studio-sdk``'s ``LabelInterface``. Every ``RectangleLabels`` or
-``PolygonLabels`` control bound to an ``Image`` becomes a ``ControlSpec``; the model's
-class names are matched to its labels by ``map_classes``.
+Parsed with ``label-studio-sdk``'s ``LabelInterface``. Every control of a registered kind
+(``kinds.CONTROLS``: ``RectangleLabels``, ``PolygonLabels``) bound to an ``Image`` becomes a
+``ControlSpec``; the model's class names are matched to its labels by ``map_classes``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Mapping
 from label_studio_sdk.label_interface import LabelInterface
 
 from .errors import LabelConfigError
+from .kinds import CONTROLS
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_CONTROLS = {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels"}
+SUPPORTED_CONTROLS = CONTROLS  # control tag -> result type, one entry per registered kind
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ControlSpec:
 
     from_name: str
     to_name: str
-    kind: str  # rectanglelabels | polygonlabels
+    kind: str  # its result type: rectanglelabels | polygonlabels (kinds.RESULT_TYPES)
     data_key: str  # task["data"][data_key] holds the image URL
     labels: tuple[str, ...]
     predicted_values: tuple[tuple[str, tuple[str, ...]], ...]  # label -> model class names
@@ -110,7 +111,7 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
     if not specs:
         found = ", ".join(seen_kinds) or "no control tags"
         raise LabelConfigError(
-            "nothing to predict: this backend needs a <RectangleLabels> or <PolygonLabels> control "
+            f"nothing to predict: this backend needs a {' or '.join(f'<{tag}>' for tag in CONTROLS)} control "
             f'with toName pointing at an <Image> tag (found {found}). Example: <Image name="image" '
             'value="$image"/><RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>'
         )

@@ -1,8 +1,9 @@
-"""YOLO folder -> Label Studio task JSON, with boxes as predictions or annotations.
+"""YOLO folder -> Label Studio task JSON, with regions as predictions or annotations.
 
-Coordinates are percent of the image as displayed (EXIF orientation applied), rounded
-by ``convert`` to the same precision everywhere. A bad image or label file is reported
-with its path and skipped; the run goes on.
+Each label line becomes a region of the kind asked for (``kinds``: a box, or an outline,
+whose segment lines keep their points). Coordinates are percent of the image as displayed
+(EXIF orientation applied), rounded by ``convert`` to the same precision everywhere. A bad
+image or label file is reported with its path and skipped; the run goes on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from . import convert
+from . import convert, kinds
 from .progress import bar
 from .yolo_folder import Sample, displayed_size, read_labels
 
@@ -26,7 +27,7 @@ class TaskFormat:
     from_name: str = "label"
     to_name: str = "image"
     data_key: str = "image"
-    kind: str = "rectanglelabels"  # or polygonlabels
+    kind: str = "rectanglelabels"  # the result type of a registered kind (kinds.RESULT_TYPES)
     as_annotations: bool = False  # predictions (pre-annotations) unless asked otherwise
     model_version: str = "yolo-import"
     missing: str = "empty"  # image without label file: empty task, skip it, or one whole-image box
@@ -63,21 +64,6 @@ def prefixed_url(image: Path, root: Path, prefix: str) -> str:
     return prefix.rstrip("/") + "/" + quote(relative, safe="/")
 
 
-def region(box: convert.YoloBox, label: str, fmt: TaskFormat, size: tuple[int, int], region_id: str,
-           score: float | None = None) -> dict[str, Any]:
-    """One YOLO box as a Label Studio result region."""
-    x, y, w, h = convert.yolo_to_percent(box)
-    if fmt.kind == "polygonlabels":
-        value: dict[str, Any] = {"points": convert.box_polygon(x, y, w, h), "closed": True, "polygonlabels": [label]}
-    else:
-        value = {"x": x, "y": y, "width": w, "height": h, "rotation": 0, "rectanglelabels": [label]}
-    out = {"id": region_id, "from_name": fmt.from_name, "to_name": fmt.to_name, "type": fmt.kind,
-           "original_width": size[0], "original_height": size[1], "image_rotation": 0, "value": value}
-    if score is not None:
-        out["score"] = round(score, convert.SCORE_DECIMALS)
-    return out
-
-
 def build_task(url: str, boxes: list[tuple[convert.YoloBox, float | None]], names: dict[int, str],
                fmt: TaskFormat, size: tuple[int, int]) -> dict[str, Any]:
     """A task for one image; a class without a name raises ValueError saying how to fix it."""
@@ -86,8 +72,9 @@ def build_task(url: str, boxes: list[tuple[convert.YoloBox, float | None]], name
         if box.class_id not in names:
             raise ValueError(f"class {box.class_id} has no name (known: 0..{max(names)}): fix the label "
                              "or add the name to data.yaml / classes.txt / --classes")
-        rid = convert.region_id(url, index)
-        regions.append(region(box, names[box.class_id], fmt, size, rid, score))
+        regions.append(kinds.label_to_region(box, names[box.class_id], fmt.kind, from_name=fmt.from_name,
+                                             to_name=fmt.to_name, size=size,
+                                             region_id=convert.region_id(url, index), score=score))
     task: dict[str, Any] = {"data": {fmt.data_key: url}}
     if fmt.as_annotations:
         task["annotations"] = [{"result": regions}]

@@ -2,8 +2,11 @@
 
 Input is Label Studio's JSON export (a file, or fetched from a project by ``ls_client``).
 Per task the ground-truth annotation wins, else the latest one; skipped (cancelled)
-annotations are left out. The split is a hash of the task id, so the same task lands in
-the same split on every run, and adding tasks never moves old ones.
+annotations are left out. Label rows come from each region's kind (``kinds``), by the
+function training uses. The split is training's: val is exactly the holdout a training run
+with ``TRAIN_HOLDOUT``/``TRAIN_MIN_HOLDOUT`` equal to ``--val``/``--min-val`` scores on
+(ranked by task id, with its floor), and test, when asked for, comes out of the training
+part by another salt. So a task lands in the same split on every run.
 """
 
 from __future__ import annotations
@@ -19,15 +22,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 from PIL import Image
 
-from .training.collect import chosen_annotation  # the same rule training uses
-
-__all__ = ["chosen_annotation"]
-
-from .convert import format_yolo_line, region_to_yolo
+from . import kinds
 from .progress import bar
+from .training.collect import chosen_annotation  # the same rules training uses
+from .training.dataset import rank, split
 from .yolo_folder import IMAGE_SUFFIXES
 
-BOX_TYPES = ("rectanglelabels", "polygonlabels")
+__all__ = ["chosen_annotation"]
 
 
 @dataclass
@@ -44,19 +45,29 @@ class Export:
 
 
 def label_names(tasks: Iterable[dict[str, Any]]) -> list[str]:
-    """Every box label used in the kept annotations, sorted (used when no class list is given)."""
+    """Every label of a registered kind used in the kept annotations, sorted (when no class list is given)."""
     seen: set[str] = set()
     for task in tasks:
         for region in (chosen_annotation(task) or {}).get("result") or []:
-            if region.get("type") in BOX_TYPES:
+            if region.get("type") in kinds.RESULT_TYPES:
                 seen.update((region.get("value") or {}).get(region["type"]) or [])
     return sorted(seen)
 
 
-def split_of(key: Any, val: float, test: float) -> str:
-    """train / val / test from a hash of ``key``: stable across runs and machines."""
-    share = int(hashlib.sha256(str(key).encode()).hexdigest()[:8], 16) / 2**32
-    return "test" if share < test else "val" if share < test + val else "train"
+def split_names(task_ids: Sequence[Any], val: float, test: float, min_val: int) -> list[str]:
+    """train / val / test per task, by training's rules (``training.dataset``), in the order given.
+
+    val is training's holdout for ``val`` and the floor ``min_val`` (no val when ``val`` is 0);
+    test is a ``test`` share of all tasks taken from the rest, ranked with the salt "test".
+    """
+    names = ["train"] * len(task_ids)
+    rest, held = split(list(enumerate(task_ids)), val, min_val if val > 0 else 0, task_id=lambda pair: pair[1])
+    for index, _ in held:
+        names[index] = "val"
+    for index, task_id in rest:
+        if rank(task_id, "test") < test / (1 - val):
+            names[index] = "test"
+    return names
 
 
 def image_name(url: str) -> str:
@@ -67,55 +78,65 @@ def image_name(url: str) -> str:
     return name or hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def task_labels(task: dict[str, Any], class_ids: dict[str, int], from_name: str | None) -> list[str]:
-    """YOLO lines of the task's chosen annotation (boxes of unknown labels are dropped)."""
-    lines = []
-    for region in (chosen_annotation(task) or {}).get("result") or []:
-        if region.get("type") not in BOX_TYPES or (from_name and region.get("from_name") != from_name):
-            continue
-        box = region_to_yolo(region, class_ids)
-        if box is not None:
-            lines.append(format_yolo_line(box))
-    return lines
-
-
 @dataclass(frozen=True)
 class ExportOptions:
     data_key: str | None = None  # task data field holding the image; None = the only/first one
-    from_name: str | None = None  # only this control's regions; None = every box control
-    val: float = 0.2
+    from_name: str | None = None  # only this control's regions; None = every control of a registered kind
+    val: float = 0.2  # training's TRAIN_HOLDOUT default
     test: float = 0.0
+    min_val: int = 5  # training's TRAIN_MIN_HOLDOUT default: the val (holdout) floor
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.val < 1 and self.test >= 0 and self.val + self.test < 1 and self.min_val >= 0):
+            raise ValueError(f"--val {self.val} and --test {self.test} must be shares in [0, 1) that leave tasks "
+                             f"to train on, and --min-val {self.min_val} at least 0")
 
 
 def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[str],
                   fetch: Callable[[str, Any], Path], options: ExportOptions = ExportOptions(),
                   progress: bool | None = None) -> Export:
-    """Images and labels under ``out/images|labels/<split>``, plus ``data.yaml`` and ``classes.txt``."""
+    """Images and labels under ``out/images|labels/<split>``, plus ``data.yaml`` and ``classes.txt``.
+
+    Images are fetched first and split after, as training splits the tasks whose images it
+    could read: the val split is the holdout training would score on.
+    """
     _check_empty(out)
     class_ids = {name: index for index, name in enumerate(names)}
     report, used = Export(), set()
-    for task in bar(tasks, "tasks", "task", show=progress):
-        tid = task.get("id")
-        if chosen_annotation(task) is None:
-            report.left_out.append((tid, "no annotation (or only skipped ones)"))
-            continue
-        try:
-            url = _image_url(task, options.data_key)
-            source = fetch(url, tid)
-            split = split_of(tid if tid is not None else url, options.val, options.test)
-            name = _unique(split, _with_suffix(image_name(url), source), tid if tid is not None else url, used)
-        except Exception as exc:  # one bad task never stops the export
-            report.left_out.append((tid, f"{type(exc).__name__}: {exc}"))
-            continue
-        lines = task_labels(task, class_ids, options.from_name)
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, out / "images" / split / name)  # EXIF kept: trainers apply it, as the browser did
-        (out / "labels" / split / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
-        report.splits[split] += 1
+    fetched = _fetch_all(tasks, fetch, options.data_key, report, progress)
+    splits = split_names([key for key, _, _, _ in fetched], options.val, options.test, options.min_val)
+    files = kinds.one_row_format([kinds.annotation_lines(annotation, class_ids, options.from_name)
+                                  for _, _, _, annotation in fetched])
+    for (key, file_name, source, _), split_name, lines in zip(fetched, splits, files):
+        name = _unique(split_name, file_name, key, used)
+        (out / "images" / split_name).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split_name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, out / "images" / split_name / name)  # EXIF kept: trainers apply it, as browsers do
+        (out / "labels" / split_name / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
+        report.splits[split_name] += 1
         report.boxes += len(lines)
     write_data_yaml(out, names, report.splits)
     return report
+
+
+def _fetch_all(tasks: Sequence[dict[str, Any]], fetch: Callable[[str, Any], Path], data_key: str | None,
+               report: Export, progress: bool | None) -> list[tuple[Any, str, Path, dict[str, Any]]]:
+    """(task id, else URL; image file name; local file; chosen annotation) of every task that can be exported."""
+    fetched = []
+    for task in bar(tasks, "tasks", "task", show=progress):
+        tid, annotation = task.get("id"), chosen_annotation(task)
+        if annotation is None:
+            report.left_out.append((tid, "no annotation (or only skipped ones)"))
+            continue
+        try:
+            url = _image_url(task, data_key)
+            source = fetch(url, tid)
+            file_name = _with_suffix(image_name(url), source)  # an unreadable image is left out before the split
+        except Exception as exc:  # one bad task never stops the export
+            report.left_out.append((tid, f"{type(exc).__name__}: {exc}"))
+            continue
+        fetched.append((tid if tid is not None else url, file_name, source, annotation))
+    return fetched
 
 
 def write_data_yaml(out: Path, names: Sequence[str], splits: Counter) -> Path:

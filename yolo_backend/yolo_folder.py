@@ -73,9 +73,11 @@ def _split_of(relative: Path) -> str:
 
 
 def read_labels(path: Path) -> list[tuple[YoloBox, float | None]]:
-    """Boxes of one label file with their score (a detector's 6th column, else None).
+    """The rows of one label file, parsed, with their score (a detector's 6th column, else None).
 
-    ValueError naming the line when one is malformed or out of range.
+    A box row or a segment row (its box, and its points for ``kinds.outlines``); the kind
+    asked for turns each into a Label Studio value (``kinds.label_to_region``). ValueError
+    naming the line when one is malformed or out of range.
     """
     boxes = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from yolo_backend.synthetic import Shape, draw_sample
+from tests.support.synthetic import Shape, draw_sample
 
 # EXIF orientation -> the transpose that stores a displayed image so the tag turns it back.
 STORE_FOR_ORIENTATION = {

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from yolo_backend.synthetic import Shape, draw_sample
+from tests.support.synthetic import Shape, draw_sample
 
 LABEL_CONFIG = """<View>
   <Image name="image" value="$image"/>

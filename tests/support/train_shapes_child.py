@@ -20,7 +20,7 @@ def main(recipe: dict, work: Path, out: Path) -> None:
     import torch
     from ultralytics import YOLO
 
-    from yolo_backend.synthetic import write_yolo_dataset
+    from tests.support.synthetic import write_yolo_dataset
 
     torch.set_num_threads(os.cpu_count() or 1)
     data = write_yolo_dataset(work / "data", recipe["n_train"], recipe["n_val"], seed=recipe["seed"])

@@ -3,7 +3,7 @@
 Tests and benchmarks that need a model which really detects something call
 ``trained_shapes_model()``. Nothing is downloaded: the network starts from
 ``yolov5nu.yaml`` (random weights) and learns ``square`` and ``circle`` from
-``yolo_backend.synthetic`` images. The result is cached under
+``tests.support.synthetic`` images. The result is cached under
 ``~/.cache/ls-yolo`` with a key derived from the recipe, so a changed recipe
 trains a new file and an unchanged one is trained once; a file lock keeps two
 processes (pytest-xdist, a benchmark beside a test run) from training it twice.

@@ -96,7 +96,10 @@ class Coalescer:
 
     def clear_dead_run(self, job_alive: JobAlive) -> bool:
         """True (and unscheduled) when a run is scheduled but nothing executes or will execute it."""
-        if not self.path.exists():  # never scheduled (and no folder is made for a project only looked at)
+        # Without the lock first (the file is replaced atomically): the usual answer, "no" or "alive", takes
+        # no lock, and a project that was never scheduled gets no folder.
+        control = self.read()
+        if not control.get("scheduled") or self._alive(control, job_alive):
             return False
         with locked(self._lock):
             control = self.read()

@@ -1,8 +1,10 @@
 """Annotated tasks -> an Ultralytics dataset on disk, with a deterministic holdout.
 
-Boxes are written relative to the image as the browser shows it (EXIF orientation
-applied), and the image files are written upright too, so pixels and boxes agree
-whatever the loader does with EXIF. Upright copies are cached per project in
+Label rows come from each region's kind (``kinds``: a box row, an outline's segment row),
+by the function ``yolo-ls export-yolo`` uses too; the export's val split is this holdout.
+Labels are relative to the image as the browser shows it (EXIF orientation applied), and
+the image files are written upright too, so pixels and labels agree whatever the loader
+does with EXIF. Upright copies are cached per project in
 ``MODEL_DIR/projects/<id>/training-images`` by the sha256 of the source bytes: a later
 run re-links them instead of decoding again (retention deletes the ones no run uses).
 """
@@ -13,10 +15,11 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from .. import convert, label_config
+from .. import kinds, label_config
 from ..config import Settings
 from ..errors import BackendError
 from ..media import MediaFetcher, open_image
@@ -54,21 +57,8 @@ class Dataset:
 
 
 def training_control(config_xml: str) -> label_config.ControlSpec:
-    """The control whose labels become the classes: the first RectangleLabels/PolygonLabels on an Image."""
+    """The control whose labels become the classes: the first control of a registered kind on an Image."""
     return label_config.parse(config_xml)[0]
-
-
-def task_lines(annotation: dict[str, Any], spec: label_config.ControlSpec) -> tuple[str, ...]:
-    """YOLO lines for the regions of ``spec``'s control; other controls and unknown labels are ignored."""
-    class_ids = {name: index for index, name in enumerate(spec.labels)}
-    lines = []
-    for region in annotation.get("result") or []:
-        if region.get("from_name") != spec.from_name or region.get("to_name") != spec.to_name:
-            continue
-        box = convert.region_to_yolo(region, class_ids)
-        if box is not None:
-            lines.append(convert.format_yolo_line(box))
-    return tuple(lines)
 
 
 def upright_copy(source: Path, cache: Path, max_pixels: int) -> Path:
@@ -96,6 +86,7 @@ def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec
                      media: MediaFetcher, project: str | None = None) -> tuple[list[Example], list[str]]:
     """Every task with a usable annotation and a readable image; the reasons for the others."""
     examples, skipped = [], []
+    class_ids = {name: index for index, name in enumerate(spec.labels)}
     cache = training_images(settings.model_dir_path, project) if project else settings.model_dir_path / TRAINING_IMAGES
     for task in tasks:
         annotation = chosen_annotation(task)
@@ -108,30 +99,36 @@ def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec
             skipped.append(f"task {task.get('id')}: {exc}")
             log.warning("training: task %s left out: %s", task.get("id"), exc)
             continue
-        examples.append(Example(task.get("id", len(examples)), image, task_lines(annotation, spec)))
+        lines = kinds.annotation_lines(annotation, class_ids, spec.from_name, spec.to_name)
+        examples.append(Example(task.get("id", len(examples)), image, tuple(lines)))
     return examples, skipped
 
 
-def _rank(task_id: int | str, salt: str) -> float:
+def rank(task_id: Any, salt: str) -> float:
     """A task's stable place in [0, 1) for one split; it never changes as the project grows."""
     digest = hashlib.sha256(f"{salt}:{task_id}".encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32
 
 
-def in_holdout(task_id: int | str, fraction: float) -> bool:
+def in_holdout(task_id: Any, fraction: float) -> bool:
     """Stable per task: a task stays on its side of the split as the project grows."""
-    return _rank(task_id, "holdout") < fraction
+    return rank(task_id, "holdout") < fraction
 
 
-def split(examples: list[Example], fraction: float, floor: int = 1) -> tuple[list[Example], list[Example]]:
+Item = TypeVar("Item")
+
+
+def split(items: list[Item], fraction: float, floor: int = 1,
+          task_id: Callable[[Item], Any] = attrgetter("task_id")) -> tuple[list[Item], list[Item]]:
     """(train, holdout): the holdout is every task ranked below ``fraction``, and at least ``floor`` tasks.
 
     Below the floor the next-ranked tasks are held out too. Both rules pick the lowest
     ranks, so a task that trained a model never moves into a later holdout (which would
-    flatter that model), however the project grows.
+    flatter that model), however the project grows. ``items`` are examples here, exported
+    tasks in ``yolo_export`` (``task_id`` reads the id of one).
     """
-    ordered = sorted(examples, key=lambda e: _rank(e.task_id, "holdout"))
-    size = max(sum(1 for e in examples if in_holdout(e.task_id, fraction)), min(floor, len(examples)))
+    ordered = sorted(items, key=lambda item: rank(task_id(item), "holdout"))
+    size = max(sum(1 for item in items if in_holdout(task_id(item), fraction)), min(floor, len(items)))
     return ordered[size:], ordered[:size]
 
 
@@ -139,7 +136,7 @@ def carve_val(train: list[Example], fraction: float = 0.15) -> tuple[list[Exampl
     """(train, val) from the training part: Ultralytics picks its best epoch and stops early on ``val``."""
     if len(train) < 2:
         return train, list(train)  # too small to carve: Ultralytics still needs a val split
-    ordered = sorted(train, key=lambda e: _rank(e.task_id, "val"))
+    ordered = sorted(train, key=lambda e: rank(e.task_id, "val"))
     size = min(max(1, round(fraction * len(train))), len(train) - 1)
     return ordered[size:], ordered[:size]
 

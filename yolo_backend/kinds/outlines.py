@@ -1,0 +1,48 @@
+"""Outlines: ``<PolygonLabels>`` regions, a segment checkpoint's mask outline, else the box as 4 points.
+
+Label Studio value: ``points`` ``[[x, y], ...]`` in percent of the displayed image,
+``closed``. YOLO row: the segment line ``c x1 y1 ... xn yn`` (relative), which segment
+training needs and detect training reads as the outline's bounding box.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import convert
+from ..convert import Detection, YoloBox
+
+CONTROL = "PolygonLabels"
+RESULT_TYPE = "polygonlabels"
+TASKS = ("segment", "detect")  # a segment model's ``Results.masks.xy``; a detect model's box as 4 points
+METRIC = "mAP50-95"
+MIN_POINTS = 3  # fewer is no area, and a 2-point row would read as a box
+
+
+def to_value(det: Detection, width: int, height: int) -> dict[str, Any]:
+    """Model output -> Label Studio value: the mask outline when there is one, else the box's 4 corners."""
+    if det.polygon and len(det.polygon) >= MIN_POINTS:
+        points = convert.percent_points(det.polygon, width, height)
+    else:
+        points = convert.box_polygon(*convert.pixels_to_percent_box(det.box, width, height))
+    return {"points": points, "closed": True}
+
+
+def to_line(region: dict[str, Any], class_id: int) -> str | None:
+    """Label Studio region -> ``c x1 y1 ... xn yn``, points clipped to the image; None without an area."""
+    try:
+        points = [(convert.clip(float(x)), convert.clip(float(y))) for x, y in (region.get("value") or {})["points"]]
+    except (KeyError, TypeError, ValueError):  # no points, or a point that is not [x, y] numbers
+        return None
+    if len(points) < MIN_POINTS or convert.clipped_box(*convert.points_bounds(points)) is None:
+        return None
+    return convert.format_points_line(class_id, ((x / 100, y / 100) for x, y in points))
+
+
+def from_yolo(label: YoloBox) -> dict[str, Any]:
+    """YOLO label line (parsed) -> Label Studio value: a segment line's own points, a box row's 4 corners."""
+    if label.points and len(label.points) >= MIN_POINTS:
+        points = convert.percent_points(label.points, 1, 1)
+    else:
+        points = convert.box_polygon(*convert.yolo_to_percent(label))
+    return {"points": points, "closed": True}
