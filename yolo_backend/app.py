@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask
 
 from .config import Settings
@@ -29,4 +31,10 @@ def build_backend(settings: Settings, store: ModelStore | None = None, start: bo
 
 def build_app(settings: Settings) -> Flask:
     configure(settings.log_level)
+    if settings.webhook_secret and not settings.basic_auth:
+        # Label Studio's "Start training" button sends only the model's basic auth, never custom headers.
+        logging.getLogger(__name__).warning(
+            "WEBHOOK_SECRET is set without BASIC_AUTH_USER/BASIC_AUTH_PASS: annotation events carrying the "
+            "X-Webhook-Secret header still count, but Label Studio's Start training button will be refused (401); "
+            "set basic auth on the backend and in Label Studio's model connection to keep the button")
     return create_app(build_backend(settings))

@@ -109,8 +109,11 @@ def document(auth: bool = False) -> dict[str, Any]:
                                       _json("SetupResponse", "Config usable"), (400, 401, 413, 500), "SetupRequest")},
         "/predict": {"post": _operation("Predict boxes/polygons for tasks", _json("PredictResponse", "One per task"),
                                         predict_errors, "PredictRequest")},
-        "/webhook": {"post": _operation("Label Studio events; queues training, never trains inline",
-                                        _json("WebhookResponse", "Acknowledged"), (400, 413), "WebhookRequest")},
+        "/webhook": {"post": _operation("Label Studio events; queues training, never trains inline (status: "
+                                        "queued, folded, counted, ignored, refused or failed, with the reason; "
+                                        "401 only when WEBHOOK_SECRET is set and neither its header nor basic "
+                                        "auth is given)", _json("WebhookResponse", "Acknowledged"),
+                                        (400, 401, 413), "WebhookRequest")},
         "/versions": {"get": _operation("Model versions (a project's trained ones with ?project=)",
                                         _json("Versions", "Versions"), (400, 401), query={"project": False})},
         "/training/status": {"get": _operation("A project's training state", _json("TrainingStatus", "Status"),
