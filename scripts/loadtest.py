@@ -30,8 +30,9 @@ sys.path.insert(0, str(REPO))
 
 LOCUSTFILE = textwrap.dedent('''
     from locust import HttpUser, constant, task
+    # A model built from yolov5nu.yaml names its classes "0".."79": map one, or no inference would run at all.
     CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
-              '<Label value="Car"/></RectangleLabels></View>')
+              '<Label value="Car" predicted_values="2"/></RectangleLabels></View>')
 
     class Annotator(HttpUser):
         wait_time = constant(0.1)
@@ -151,9 +152,11 @@ def main() -> None:
                                                "MODEL_DIR": str(workdir / "state"),
                                                "LOCAL_FILES_DOCUMENT_ROOT": str(docs)})
             time.sleep(5)
+        inferred_before = inference_count(url)
         stats = run_locust(url, args.users, args.duration, workdir)
         training_alive = trainer is not None and trainer.poll() is None
         rss_end = server_rss_mb(server.pid)
+        inferred = inference_count(url) - inferred_before
     finally:
         if trainer is not None:
             trainer.kill()
@@ -161,11 +164,20 @@ def main() -> None:
         server.wait(30)
     report = {**stats, "users": args.users, "duration_s": args.duration, "training": args.train,
               "training_active_at_end": training_alive, "rss_start_mb": round(rss_start, 1),
-              "rss_end_mb": round(rss_end, 1), "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1)}
+              "rss_end_mb": round(rss_end, 1), "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1),
+              "images_inferred": inferred}
     if args.json:
         print(json.dumps(report))
     else:
         print("\n".join(f"{key:>24}: {value}" for key, value in report.items()))
+
+
+def inference_count(url: str) -> int:
+    """Images the model ran on, from the server's /metrics: proof that /predict did inference."""
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("yolo_backend_inference_seconds_count"):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def _free_port() -> int:

@@ -24,6 +24,7 @@ def test_short_load_has_no_errors_and_no_memory_growth() -> None:
     report = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"load (20 clients, 20 s): {report}")
     assert report["requests"] > 200, "the load must actually run"
+    assert report["images_inferred"] > 100, "each /predict must run the model (a label the model's classes map to)"
     assert report["errors"] == 0
     assert report["rss_growth_pct"] < 10
     assert report["p99_ms"] < 5000

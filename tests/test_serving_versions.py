@@ -192,3 +192,21 @@ def test_setup_stays_fast_while_other_threads_predict(service) -> None:
     svc.setup(config)
     assert time.perf_counter() - started < 0.2
     worker.join()
+
+
+def test_a_label_class_mismatch_is_logged_once_not_on_every_setup(service, caplog) -> None:
+    """Label Studio calls /setup often: the hint is logged once per project, control and model."""
+    svc = service()
+    config = ONE_CONTROL.format(attrs="").replace('value="Car"', 'value="Truck"')
+    with caplog.at_level("WARNING", logger="yolo_backend.model"):
+        for _ in range(5):
+            svc.setup(config)
+    hints = [r for r in caplog.records if "matches a class of the model" in r.getMessage()]
+    assert len(hints) == 1, [r.getMessage() for r in hints]
+    svc.promote(content=b"trained", control="label")  # another model serves now: worth saying again
+    with caplog.at_level("WARNING", logger="yolo_backend.model"):
+        svc.predict(config)  # loads the promoted version
+        svc.setup(config)
+        svc.setup(config)
+    hints = [r for r in caplog.records if "matches a class of the model" in r.getMessage()]
+    assert len(hints) == 2
