@@ -268,7 +268,7 @@ def engine_threads(detector: object, engine: str) -> int:
 @pytest.mark.parametrize("engine", ["onnx", "openvino"])
 def test_an_exported_engine_takes_its_workers_share(tmp_path: Path, random_model_root: Path, engine: str) -> None:
     """Ultralytics builds the engine session without a thread count; the served one gets the share."""
-    from yolo_backend import runtime
+    from yolo_backend import exports, runtime
     from yolo_backend.detector import Detector, available_cores
 
     if not runtime.available(engine):
@@ -276,8 +276,8 @@ def test_an_exported_engine_takes_its_workers_share(tmp_path: Path, random_model
     checkpoint, cache_root, imgsz = random_model_root / "yolov5nu.pt", tmp_path / "runtime", 64
     folder = runtime.export_dir(cache_root, runtime.content_key(checkpoint), engine, imgsz)
     folder.mkdir(parents=True)
-    runtime._export(checkpoint, folder, engine, imgsz)
-    runtime._record(folder, engine, True, 10, "passed (written by the test)")
+    exports.make_export(checkpoint, folder, engine, imgsz)
+    exports.record_verdict(folder, engine, True, 10, "passed (written by the test)")
     # OpenVINO caps its count at the cores it sees, so the explicit case is ONNX Runtime's only
     cases = [(2, 0, max(1, available_cores() // 2))] + ([(2, 3, 3)] if engine == "onnx" else [])
     for workers, torch_threads, expected in cases:
