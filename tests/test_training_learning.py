@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.shapes_project import LABEL_CONFIG, export_file, write_project
+from tests.support.shapes_project import LABEL_CONFIG, MAPPED_CONFIG, export_file, write_project
 from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
 
@@ -122,12 +122,6 @@ def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path
     assert b'yolo_backend_training_served_version{project="7"} 1.0' in client.get("/metrics").data
 
 
-MAPPED_CONFIG = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image">
-    <Label value="box" predicted_values="square"/><Label value="disc" predicted_values="circle"/>
-  </RectangleLabels>
-</View>"""
 
 
 @pytest.mark.slow

@@ -83,7 +83,7 @@ def test_kill_9_mid_run_leaves_model_and_registry_intact_and_the_next_run_succee
              "an epoch to finish")
     pid = Coalescer(trainer.model_dir, "22").read()["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _alive(pid), "the worker to die")
+    wait_for(lambda: not alive(pid), "the worker to die")
 
     assert registry.path.read_bytes() == registry_bytes
     assert served.read_bytes() == served_bytes
@@ -100,7 +100,8 @@ def test_kill_9_mid_run_leaves_model_and_registry_intact_and_the_next_run_succee
     assert restarted.lookup("22")[0].version == "p22-v2"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -8,7 +8,6 @@ images) and never reaches the epoch callback. The run executes in a real child p
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pytest
 from tests.support.hostile_server import HostileServer
 from tests.support.shapes_project import export_file, write_project
 from tests.test_training_redis import redis_url, settings_env  # noqa: F401  (fixture)
-from tests.test_training_runs import tiny_settings, wait_for
+from tests.test_training_runs import alive, tiny_settings, wait_for
 from yolo_backend.config import Settings
 from yolo_backend.training import ProjectTrainer
 from yolo_backend.training.coalesce import Coalescer
@@ -83,7 +82,7 @@ def test_a_run_stuck_fetching_images_is_stopped_at_train_timeout(tmp_path: Path,
         pid = Coalescer(trainer.model_dir, "41").read()["pid"]
 
         assert_stopped_by_the_watchdog(trainer, "41", began)
-        wait_for(lambda: not _alive(pid), "the training process to be gone", timeout=10)
+        wait_for(lambda: not alive(pid), "the training process to be gone", timeout=10)
         assert not stale.exists()
 
         again = trainer.handle("START_TRAINING", "41")  # the project is free: a new run is queued
@@ -124,11 +123,3 @@ def test_the_watchdog_leaves_a_run_that_already_finished_as_it_ended(tmp_path: P
     book.save(done)
     assert not record_timeout(book, done, "too slow")  # finished just before the deadline: untouched
     assert [r["state"] for r in book.read()["history"]] == ["failed", "promoted"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -24,15 +24,10 @@ from tests.e2e.conftest import backend_env
 from tests.support.backend_server import BackendServer, start_backend
 from tests.support.label_studio import LabelStudioServer
 from tests.support.sample_images import Sample, write_samples
+from tests.support.shapes_project import MAPPED_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-MAPPED = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image">
-    <Label value="box" predicted_values="square"/><Label value="disc" predicted_values="circle"/>
-  </RectangleLabels>
-</View>"""
 HALF_KNOWN = """<View>
   <Image name="image" value="$image"/>
   <RectangleLabels name="label" toName="image">
@@ -135,7 +130,7 @@ def backend_with(label_studio: LabelStudioServer, shapes_model_root: Path, tmp_p
 
 def test_4a_a_worse_candidate_is_not_promoted(label_studio: LabelStudioServer, backend_with) -> None:
     server = backend_with(WORSE)
-    project, ml, ids, _ = annotated_project(label_studio, server, "e2e: worse candidate", MAPPED, 12,
+    project, ml, ids, _ = annotated_project(label_studio, server, "e2e: worse candidate", MAPPED_CONFIG, 12,
                                             {"square": "box", "circle": "disc"}, first_seed=700)
     base_version = ml.model_version  # type: ignore[attr-defined]
     assert projects.open_task(label_studio, ids[-1])["predictions"][0]["result"], "the base pre-labels via mapping"

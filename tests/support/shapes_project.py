@@ -19,6 +19,13 @@ LABEL_CONFIG = """<View>
     <Label value="square"/><Label value="circle"/>
   </RectangleLabels>
 </View>"""
+# The same shapes under the project's own names, served by the shapes model through predicted_values.
+MAPPED_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image">
+    <Label value="box" predicted_values="square"/><Label value="disc" predicted_values="circle"/>
+  </RectangleLabels>
+</View>"""
 
 
 def region(shape: Shape, width: int, height: int, label: str | None = None) -> dict[str, Any]:
