@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from yolo_backend import convert, kinds, label_config
 from yolo_backend.config import Settings
-from yolo_backend.errors import BackendError, BadRequest, MediaError
+from yolo_backend.errors import BackendError, BadRequest, LabelConfigError, MediaError
 from yolo_backend.media import LoadedImage, MediaFetcher, url_host
 from yolo_backend.metrics import Metrics
 from yolo_backend.model_store import ModelStore, ServedModel
@@ -113,6 +113,7 @@ class YOLOBackend:
         controls = self._remember(pid, specs)
         version = self.store.version(pid, controls)
         self.store.prefetch(pid, controls)
+        self._check_kinds(pid, specs)
         self._hint_once(pid, specs)
         return {"model_version": version}
 
@@ -123,6 +124,16 @@ class YOLOBackend:
             self._controls.clear()
         self._controls[pid] = controls
         return controls
+
+    def _check_kinds(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
+        """400 naming the fix when a loaded checkpoint's task cannot serve its control (obb behind polygons, ...).
+
+        Only checkpoints already loaded are checked (/setup never loads one); /predict checks the rest.
+        """
+        for spec in specs:
+            detector = self.store.loaded(self.store.plan(pid, spec.from_name, spec.model_path).path)
+            if detector is not None:
+                _serving_task(spec, getattr(detector, "task", "detect"))
 
     def _hint_once(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
         """Log a label/class mismatch once per project, control and model, not on every /setup."""
@@ -194,7 +205,7 @@ class YOLOBackend:
         target = convert.Target(
             spec.from_name, spec.to_name, spec.kind, labels=labels,
             threshold=spec.threshold if spec.threshold is not None else self.settings.model_score_threshold,
-            class_thresholds=per_class,
+            class_thresholds=per_class, task=_serving_task(spec, getattr(served.detector, "task", "detect")),
         )
         return target if target.labels else None
 
@@ -259,3 +270,12 @@ class YOLOBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _serving_task(spec: label_config.ControlSpec, task: str) -> str:
+    """The task whose kind serves ``spec`` from a ``task`` checkpoint; LabelConfigError (400) when none fits."""
+    try:
+        kinds.serving_kind(spec.kind, task, spec.task, spec.from_name)
+    except kinds.KindMismatch as exc:
+        raise LabelConfigError(str(exc)) from None
+    return task

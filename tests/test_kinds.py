@@ -191,9 +191,9 @@ def test_an_outline_without_area_or_points_trains_nothing() -> None:
 def test_the_registry_maps_tags_and_result_types_to_their_kind() -> None:
     assert kinds.for_control("RectangleLabels") is boxes and kinds.for_control("PolygonLabels") is outlines
     assert kinds.for_result("rectanglelabels") is boxes and kinds.for_result("polygonlabels") is outlines
-    assert kinds.for_control("RectangleLabels", task="segment") is boxes  # the only kind of that tag
+    assert kinds.for_control("RectangleLabels", task="segment") is boxes  # oriented boxes only for obb
     assert label_config.SUPPORTED_CONTROLS == {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels"}
-    assert kinds.SERVING_TASKS == ("detect", "segment")
+    assert kinds.SERVING_TASKS == ("detect", "segment", "obb")
     for kind in kinds.KINDS:
         assert kind.METRIC == "mAP50-95" and set(kind.TASKS) <= {"detect", "segment", "obb", "pose", "classify"}
         assert all(callable(getattr(kind, name)) for name in ("to_value", "to_line", "from_yolo"))

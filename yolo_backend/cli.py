@@ -72,6 +72,8 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model-version", default="yolo-import", help="version name of the predictions (%(default)s)")
     p.add_argument("--type", choices=kinds.RESULT_TYPES, default=kinds.RESULT_TYPES[0],
                    help="region type; must match the project's control tag (default %(default)s)")
+    p.add_argument("--obb", action="store_true",
+                   help="label rows are oriented boxes (c x1 y1 ... x4 y4): rotated rectangles")
     p.add_argument("--from-name", default="label", help="name of the labels control (default %(default)s)")
     p.add_argument("--to-name", default="image", help="name of the <Image> tag (default %(default)s)")
     p.add_argument("--data-key", default="image", help="task data field, $<key> in <Image value> (%(default)s)")
@@ -102,6 +104,8 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", help="class names in index order (default: the project's labels, else sorted)")
     p.add_argument("--data-key", help="task data field holding the image (default: the first)")
     p.add_argument("--from-name", help="only regions of this control (default: every supported control)")
+    p.add_argument("--obb", action="store_true",
+                   help="oriented boxes: rectangles as 4 rotated corners, for `yolo train task=obb`")
     p.add_argument("--val", type=float, default=_setting("TRAIN_HOLDOUT"),
                    help="share of tasks in val, training's holdout (default: $TRAIN_HOLDOUT, %(default)s)")
     p.add_argument("--min-val", type=int, default=_setting("TRAIN_MIN_HOLDOUT"),
@@ -167,7 +171,7 @@ def _run_import(args: argparse.Namespace) -> int:
     else:
         raise ValueError("say where Label Studio finds the images: --document-root (local files) or --url-prefix")
     fmt = TaskFormat(args.from_name, args.to_name, args.data_key, args.type, args.as_ == "annotations",
-                     args.model_version, args.missing, whole)
+                     args.model_version, args.missing, whole, task="obb" if args.obb else None)
     done = convert_samples(find_samples(args.folder), names, fmt, url_for, args.progress)
     args.output.write_text(json.dumps(done.tasks, indent=1))
     _list_problems("failed", [f"{path}: {reason}" for path, reason in done.failed])
@@ -190,7 +194,8 @@ def _run_export(args: argparse.Namespace) -> int:
     client = ls_client.connect(args.url, args.api_key) if args.project else None
     tasks = json.loads(args.from_file.read_text()) if args.from_file else ls_client.export_tasks(client, args.project)
     names = _classes(args.classes) or (_project_labels(client, args.project) if client else None) or label_names(tasks)
-    options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val)
+    options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val,
+                            task="obb" if args.obb else None)
     with tempfile.TemporaryDirectory(prefix="yolo-ls-export-") as cache:
         fetcher = MediaFetcher(LabelStudioAuth(args.url, args.api_key), DiskCache(Path(cache), 2**40),
                                local_root=args.document_root or "", allowed_hosts=args.allowed_hosts)

@@ -32,6 +32,7 @@ class Detection:
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2
     polygon: tuple[tuple[float, float], ...] | None = None  # mask outline, pixels
+    corners: tuple[tuple[float, float], ...] | None = None  # an oriented box's 4 corners, pixels
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Target:
     labels: dict[int, str] = field(default_factory=dict)  # model class id -> label
     threshold: float = 0.5
     class_thresholds: dict[int, float] = field(default_factory=dict)  # model class id -> its own threshold
+    task: str | None = None  # the serving checkpoint's task: picks the kind where two share a result type
 
     def threshold_for(self, class_id: int) -> float:
         return self.class_thresholds.get(class_id, self.threshold)

@@ -215,6 +215,10 @@ def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, pr
 
 
 def _detections(result: object) -> list[Detection]:
+    """Ultralytics ``Results`` -> detections: boxes (with mask outlines), or an obb model's oriented boxes."""
+    oriented = getattr(result, "obb", None)
+    if oriented is not None:
+        return _oriented(oriented)
     boxes = result.boxes  # type: ignore[attr-defined]
     if boxes is None or len(boxes) == 0:
         return []
@@ -227,4 +231,19 @@ def _detections(result: object) -> list[Detection]:
     for box, score, cls, outline in zip(xyxy, scores, classes, outlines):
         polygon = tuple((float(x), float(y)) for x, y in outline) if outline is not None and len(outline) else None
         found.append(Detection(int(cls), float(score), (box[0], box[1], box[2], box[3]), polygon))
+    return found
+
+
+def _oriented(obb: object) -> list[Detection]:
+    """``Results.obb``: 4 corners per box (``xyxyxyxy``), its axis-aligned bounds as the box."""
+    if len(obb) == 0:  # type: ignore[arg-type]
+        return []
+    corners = obb.xyxyxyxy.cpu().numpy().tolist()  # type: ignore[attr-defined]
+    scores = obb.conf.cpu().numpy().tolist()  # type: ignore[attr-defined]
+    classes = obb.cls.cpu().numpy().astype(int).tolist()  # type: ignore[attr-defined]
+    found = []
+    for points, score, cls in zip(corners, scores, classes):
+        xs, ys = [float(x) for x, _ in points], [float(y) for _, y in points]
+        found.append(Detection(int(cls), float(score), (min(xs), min(ys), max(xs), max(ys)),
+                               corners=tuple(zip(xs, ys))))
     return found

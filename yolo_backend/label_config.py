@@ -15,11 +15,13 @@ from typing import Mapping
 from label_studio_sdk.label_interface import LabelInterface
 
 from .errors import LabelConfigError
-from .kinds import CONTROLS
+from .kinds import CONTROLS, oriented_boxes
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_CONTROLS = CONTROLS  # control tag -> result type, one entry per registered kind
+OBB_ATTRIBUTE = oriented_boxes.FORCE_ATTRIBUTE  # <RectangleLabels model_obb="true">: oriented boxes only
+TRUE = ("true", "True", "1")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class ControlSpec:
     predicted_values: tuple[tuple[str, tuple[str, ...]], ...]  # label -> model class names
     threshold: float | None  # model_score_threshold, None = the service default
     model_path: str | None  # model_path, relative to MODEL_ROOT
+    task: str | None = None  # a task the control demands of its checkpoint: "obb" for model_obb="true"
 
 
 def _attr(tag: object, name: str) -> str | None:
@@ -86,7 +89,7 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
     for control in interface.controls:
         seen_kinds.append(f"<{control.tag} name={control.name!r}>")
         kind = SUPPORTED_CONTROLS.get(control.tag)
-        if kind is None or _attr(control, "model_skip") in ("true", "True", "1"):
+        if kind is None or _attr(control, "model_skip") in TRUE:
             continue
         for to_name in control.to_name or []:
             try:
@@ -106,6 +109,7 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
                     predicted_values=_predicted_values(control),
                     threshold=_threshold(control),
                     model_path=_attr(control, "model_path") or None,
+                    task="obb" if _attr(control, OBB_ATTRIBUTE) in TRUE else None,
                 )
             )
     if not specs:

@@ -32,6 +32,7 @@ class TaskFormat:
     model_version: str = "yolo-import"
     missing: str = "empty"  # image without label file: empty task, skip it, or one whole-image box
     whole_class: int = 0  # class of the whole-image box
+    task: str | None = None  # "obb": rows are oriented boxes, rectangles keep their rotation (kinds.oriented_boxes)
 
 
 @dataclass
@@ -74,7 +75,8 @@ def build_task(url: str, boxes: list[tuple[convert.YoloBox, float | None]], name
                              "or add the name to data.yaml / classes.txt / --classes")
         regions.append(kinds.label_to_region(box, names[box.class_id], fmt.kind, from_name=fmt.from_name,
                                              to_name=fmt.to_name, size=size,
-                                             region_id=convert.region_id(url, index), score=score))
+                                             region_id=convert.region_id(url, index), score=score,
+                                             task=fmt.task))
     task: dict[str, Any] = {"data": {fmt.data_key: url}}
     if fmt.as_annotations:
         task["annotations"] = [{"result": regions}]

@@ -85,6 +85,7 @@ class ExportOptions:
     val: float = 0.2  # training's TRAIN_HOLDOUT default
     test: float = 0.0
     min_val: int = 5  # training's TRAIN_MIN_HOLDOUT default: the val (holdout) floor
+    task: str | None = None  # "obb": oriented-box rows (``yolo train task=obb``); regions of other kinds left out
 
     def __post_init__(self) -> None:
         if not (0 <= self.val < 1 and self.test >= 0 and self.val + self.test < 1 and self.min_val >= 0):
@@ -105,7 +106,7 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
     report, used = Export(), set()
     fetched = _fetch_all(tasks, fetch, options.data_key, report, progress)
     splits = split_names([key for key, _, _, _ in fetched], options.val, options.test, options.min_val)
-    files = kinds.one_row_format([kinds.annotation_lines(annotation, class_ids, options.from_name)
+    files = kinds.one_row_format([kinds.annotation_lines(annotation, class_ids, options.from_name, task=options.task)
                                   for _, _, _, annotation in fetched])
     for (key, file_name, source, _), split_name, lines in zip(fetched, splits, files):
         name = _unique(split_name, file_name, key, used)

@@ -16,8 +16,12 @@ A kind module provides (``Kind`` spells it out):
   displayed image) -> Label Studio value, without the label;
 - ``to_line(region, class_id)``: Label Studio region -> one YOLO label row (None when
   the region has nothing to train on);
-- ``from_yolo(label)``: a YOLO label line, parsed by ``convert.parse_yolo_line`` ->
-  Label Studio value, without the label.
+- ``from_yolo(label, width, height)``: a YOLO label line, parsed by ``convert.parse_yolo_line``,
+  on a ``width x height`` displayed image -> Label Studio value, without the label.
+
+Two kinds may share a control and result type (boxes and oriented boxes share
+``RectangleLabels``): the first in ``KINDS`` is the default, and the serving checkpoint's
+task (``detect``/``obb``) picks the other.
 
 Labels, ids, scores and the displayed size are added here, in one envelope
 (``convert.region``), the same for every kind.
@@ -30,7 +34,7 @@ from typing import Any, Protocol
 
 from .. import convert
 from ..convert import Detection, Target, YoloBox
-from . import boxes, outlines
+from . import boxes, oriented_boxes, outlines
 
 
 class Kind(Protocol):
@@ -45,12 +49,12 @@ class Kind(Protocol):
 
     def to_line(self, region: dict[str, Any], class_id: int) -> str | None: ...
 
-    def from_yolo(self, label: YoloBox) -> dict[str, Any]: ...
+    def from_yolo(self, label: YoloBox, width: int, height: int) -> dict[str, Any]: ...
 
 
-# The registry: one line per kind. Where two kinds share a control (an oriented-box kind
-# would share RectangleLabels), the first one is the default and ``task`` picks the other.
-KINDS: tuple[Kind, ...] = (boxes, outlines)
+# The registry: one line per kind. Where two kinds share a control (oriented boxes share
+# RectangleLabels), the first one is the default and ``task`` picks the other.
+KINDS: tuple[Kind, ...] = (boxes, outlines, oriented_boxes)
 
 CONTROLS: dict[str, str] = {kind.CONTROL: kind.RESULT_TYPE for kind in KINDS}  # tag -> result type
 RESULT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(kind.RESULT_TYPE for kind in KINDS))
@@ -67,7 +71,7 @@ def for_control(tag: str, task: str | None = None) -> Kind:
 
 
 def for_result(result_type: str, task: str | None = None) -> Kind:
-    """The kind of a result ``type`` (``polygonlabels`` -> outlines)."""
+    """The kind of a result ``type`` (``polygonlabels`` -> outlines); ``task`` as in ``for_control``."""
     return _find("RESULT_TYPE", result_type, task, f"result type {result_type!r}", ", ".join(RESULT_TYPES))
 
 
@@ -79,11 +83,34 @@ def _find(attribute: str, name: str, task: str | None, what: str, known: str) ->
     return next((kind for kind in matching if task in kind.TASKS), matching[0])
 
 
+class KindMismatch(ValueError):
+    """A checkpoint's task cannot serve a control (an obb checkpoint behind <PolygonLabels>, ...)."""
+
+
+def serving_kind(result_type: str, task: str, demanded: str | None = None, control: str = "?") -> Kind:
+    """The kind a ``task`` checkpoint serves for a ``result_type`` control that may demand a task (model_obb).
+
+    Raises KindMismatch naming the fix when the two do not fit.
+    """
+    kind = for_result(result_type, demanded or task)
+    if demanded and task != demanded:
+        raise KindMismatch(f"control {control!r} asks for {demanded} results ({oriented_boxes.FORCE_ATTRIBUTE}="
+                           f'"true") but its model is a {task!r} checkpoint: set model_path to an {demanded} '
+                           f"checkpoint (e.g. one trained from yolo11n-obb.yaml), or remove "
+                           f"{oriented_boxes.FORCE_ATTRIBUTE}")
+    if task not in kind.TASKS:
+        fits = [f"<{k.CONTROL}>" for k in KINDS if task in k.TASKS]
+        raise KindMismatch(f"control {control!r} (<{kind.CONTROL}>) cannot be served by a {task!r} checkpoint, "
+                           f"which gives {' or '.join(fits) or 'nothing this backend serves'} regions: use that "
+                           f"control, or set model_path to a {' or '.join(kind.TASKS)} checkpoint")
+    return kind
+
+
 # -- model output -> Label Studio ---------------------------------------------------------------
 def detection_to_region(det: Detection, target: Target, width: int, height: int, index: int = 0
                         ) -> dict[str, Any]:
     """One detection -> one Label Studio result region for ``target`` (``width x height``: displayed pixels)."""
-    kind = for_result(target.kind)
+    kind = for_result(target.kind, target.task)
     return convert.region(kind.to_value(det, width, height), target.labels[det.class_id],
                           result_type=kind.RESULT_TYPE, from_name=target.from_name, to_name=target.to_name,
                           size=(width, height), region_id=convert.region_id(target.from_name, index, det.box),
@@ -104,19 +131,22 @@ def detections_to_regions(detections: Iterable[Detection], targets: Iterable[Tar
 
 # -- YOLO label line -> Label Studio (import) -----------------------------------------------------
 def label_to_region(label: YoloBox, name: str, result_type: str, *, from_name: str, to_name: str,
-                    size: tuple[int, int], region_id: str, score: float | None = None) -> dict[str, Any]:
-    """One parsed YOLO label line, class ``name``, as a Label Studio region of ``result_type``."""
-    kind = for_result(result_type)
-    return convert.region(kind.from_yolo(label), name, result_type=kind.RESULT_TYPE, from_name=from_name,
+                    size: tuple[int, int], region_id: str, score: float | None = None, task: str | None = None
+                    ) -> dict[str, Any]:
+    """One parsed YOLO label line, class ``name``, as a Label Studio region of ``result_type`` (``task``: obb)."""
+    kind = for_result(result_type, task)
+    return convert.region(kind.from_yolo(label, *size), name, result_type=kind.RESULT_TYPE, from_name=from_name,
                           to_name=to_name, size=size, region_id=region_id, score=score)
 
 
 # -- Label Studio -> YOLO label lines (training and export) -------------------------------------
-def region_line(region: dict[str, Any], class_ids: Mapping[str, int]) -> str | None:
-    """One region's YOLO row; None for a type no kind handles, a label not in ``class_ids``, or no area."""
+def region_line(region: dict[str, Any], class_ids: Mapping[str, int], task: str | None = None) -> str | None:
+    """One region's YOLO row for a ``task`` dataset (obb: oriented); None: another kind, unknown label, no area."""
     if region.get("type") not in RESULT_TYPES:
         return None
-    kind = for_result(region["type"])
+    kind = for_result(region["type"], task)
+    if task and task not in kind.TASKS:  # a dataset for ``task`` holds the kinds it trains (obb: oriented boxes)
+        return None
     label = convert.region_label(region, kind.RESULT_TYPE)
     if label is None or label not in class_ids:
         return None
@@ -124,13 +154,13 @@ def region_line(region: dict[str, Any], class_ids: Mapping[str, int]) -> str | N
 
 
 def annotation_lines(annotation: dict[str, Any], class_ids: Mapping[str, int], from_name: str | None = None,
-                     to_name: str | None = None) -> list[str]:
+                     to_name: str | None = None, task: str | None = None) -> list[str]:
     """The label file of one annotation: a row per region of the control (every control when None)."""
     lines = []
     for region in annotation.get("result") or []:
         if (from_name and region.get("from_name") != from_name) or (to_name and region.get("to_name") != to_name):
             continue
-        line = region_line(region, class_ids)
+        line = region_line(region, class_ids, task)
         if line is not None:
             lines.append(line)
     return one_row_format([lines])[0]

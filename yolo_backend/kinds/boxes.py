@@ -3,7 +3,7 @@
 Label Studio value: ``x, y, width, height`` (percent of the displayed image, ``x, y`` the
 top-left corner) and ``rotation`` in degrees about that corner. YOLO row: ``c cx cy w h``
 relative to the displayed image; a rotated rectangle trains as its axis-aligned bounding
-box (an oriented-box kind would keep the angle).
+box (``oriented_boxes`` keeps the angle, for an obb checkpoint).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def to_line(region: dict[str, Any], class_id: int) -> str | None:
     return None if box is None else convert.format_yolo_line(convert.percent_to_yolo(class_id, *box))
 
 
-def from_yolo(label: YoloBox) -> dict[str, Any]:
+def from_yolo(label: YoloBox, width: int = 1, height: int = 1) -> dict[str, Any]:
     """YOLO label line (parsed; a segment line by its box) -> Label Studio value."""
     x, y, w, h = convert.yolo_to_percent(label)
     return {"x": x, "y": y, "width": w, "height": h, "rotation": 0}

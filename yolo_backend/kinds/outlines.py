@@ -39,7 +39,7 @@ def to_line(region: dict[str, Any], class_id: int) -> str | None:
     return convert.format_points_line(class_id, ((x / 100, y / 100) for x, y in points))
 
 
-def from_yolo(label: YoloBox) -> dict[str, Any]:
+def from_yolo(label: YoloBox, width: int = 1, height: int = 1) -> dict[str, Any]:
     """YOLO label line (parsed) -> Label Studio value: a segment line's own points, a box row's 4 corners."""
     if label.points and len(label.points) >= MIN_POINTS:
         points = convert.percent_points(label.points, 1, 1)
