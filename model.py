@@ -113,8 +113,7 @@ class YOLOBackend:
         controls = self._remember(pid, specs)
         version = self.store.version(pid, controls)
         self.store.prefetch(pid, controls)
-        self._check_kinds(pid, specs)
-        self._hint_once(pid, specs)
+        self._check_loaded(pid, specs)
         return {"model_version": version}
 
     def _remember(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> list[tuple[str, str | None]]:
@@ -125,23 +124,21 @@ class YOLOBackend:
         self._controls[pid] = controls
         return controls
 
-    def _check_kinds(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
-        """400 naming the fix when a loaded checkpoint's task cannot serve its control (obb behind polygons, ...).
+    def _check_loaded(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
+        """What /setup can tell from checkpoints already loaded (it never loads one; /predict checks the rest).
 
-        Only checkpoints already loaded are checked (/setup never loads one); /predict checks the rest.
+        A checkpoint whose task cannot serve its control is a 400 naming the fix (obb behind
+        polygons, ...); a label/class mismatch is logged once per project, control and model,
+        not on every /setup.
         """
-        for spec in specs:
-            detector = self.store.loaded(self.store.plan(pid, spec.from_name, spec.model_path).path)
-            if detector is not None:
-                _serving_task(spec, getattr(detector, "task", "detect"))
-
-    def _hint_once(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
-        """Log a label/class mismatch once per project, control and model, not on every /setup."""
         for spec in specs:
             plan = self.store.plan(pid, spec.from_name, spec.model_path)
             detector = self.store.loaded(plan.path)
+            if detector is None:
+                continue
+            _serving_task(spec, getattr(detector, "task", "detect"))
             key = (pid, spec, plan.version)
-            if detector is None or key in self._hinted:
+            if key in self._hinted:
                 continue
             if len(self._hinted) > 10_000:
                 self._hinted.clear()

@@ -21,6 +21,7 @@ import requests
 
 from tests.support.image_server import ImageServer
 from tests.support.live_app import LiveApp
+from tests.support.quiet_handler import QuietHandler
 from tests.support.standin import CAR_CONFIG, png_bytes
 from yolo_backend.cli import build_parser, main
 from yolo_backend.config import Settings
@@ -66,26 +67,17 @@ def test_unset_secrets_show_as_empty_and_asdict_keeps_real_values() -> None:
 
 
 # -- a token refresh answered by a proxy's login page -----------------------------------------
-class _RefreshHandler(http.server.BaseHTTPRequestHandler):
+class _RefreshHandler(QuietHandler):
     server: _RefreshServer
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._send(200, self.server.body, self.server.content_type)
+        self._send(200, self.server.body, {"Content-Type": self.server.content_type})
 
     def do_GET(self) -> None:
         self.server.gets.append(self.path)
-        self._send(401, b'{"detail": "no"}', "application/json")
+        self._send(401, b'{"detail": "no"}', {"Content-Type": "application/json"})
 
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class _RefreshServer(http.server.ThreadingHTTPServer):

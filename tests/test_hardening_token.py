@@ -20,6 +20,7 @@ import requests
 
 from tests.support.hostile_server import HostileServer
 from tests.support.live_app import LiveApp
+from tests.support.quiet_handler import QuietHandler
 from tests.support.standin import CAR_CONFIG, png_bytes
 from yolo_backend.errors import MediaError
 from yolo_backend.ls_auth import LabelStudioAuth
@@ -30,7 +31,7 @@ TOKEN = "0123456789abcdef0123456789abcdef01234567"
 MEDIA_MARKERS = ("/data/upload/", "/data/local-files", "/storage-data/uploaded/", "/presign/", "/resolve/")
 
 
-class _StandInHandler(http.server.BaseHTTPRequestHandler):
+class _StandInHandler(QuietHandler):
     server: _StandInServer
 
     def do_GET(self) -> None:
@@ -44,16 +45,6 @@ class _StandInHandler(http.server.BaseHTTPRequestHandler):
             return self._send(401, b'{"detail": "no token"}')
         return self._send(200, png_bytes((8, 6)), {"Content-Type": "image/png"})
 
-    def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class _StandInServer(http.server.ThreadingHTTPServer):

@@ -75,10 +75,10 @@ class ModelStore:
         except ModelPathRefused as exc:
             raise ValueError(f"MODEL_PATH: {exc}") from None
         # Known before loading, so /setup tells the right version while the model loads.
-        self._planned_version = checkpoint_version(self.base_path) if self.base_path.is_file() else UNTRAINED
+        self._file_versions = VersionCache()  # checkpoint versions, hashed once per file content
+        self._planned_version = self._file_versions(self.base_path) if self.base_path.is_file() else UNTRAINED
         self._project_models: Callable[[str], tuple[Any, ...]] = lambda project: ()
         self._broken: dict[Path, str] = {}  # trained checkpoints that failed to load, and why
-        self._file_versions = VersionCache()  # model_path= versions, hashed once per file content
         self._prefetching: set[Path] = set()
 
     # -- base model ---------------------------------------------------------
@@ -143,7 +143,7 @@ class ModelStore:
             with self._lock:
                 if path in self._detectors:
                     return ServedModel(self._detectors[path], self._versions[path])
-            version = checkpoint_version(path)
+            version = self._file_versions(path)  # hashed once: /setup's plan may have done it already
             options = dict(imgsz=self.settings.fixed_imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
                            batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads,
                            workers=self.settings.workers, prepare=prepare)

@@ -16,8 +16,10 @@ import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from tests.support.quiet_handler import QuietHandler
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+
+class _Handler(QuietHandler):
     server: _Server
 
     def do_GET(self) -> None:
@@ -45,14 +47,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, state["files"][rest])
         return self._send(404, b"not found")
 
-    def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def _dribble(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "100000")
@@ -65,9 +59,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
             except OSError:
                 return
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -136,15 +136,15 @@ class Counts:
         return 2 * self.tp / (2 * self.tp + self.fp + self.fn) if self.tp + self.fp + self.fn else 0.0
 
 
-def counts(images: Sequence[Image], thresholds: Sequence[float], labels: Sequence[int] | None = None) -> Counts:
+def counts(images: Sequence[Image], thresholds: Sequence[float]) -> Counts:
     """TP/FP/FN of the pre-labels an annotator sees: predictions at or above their label's threshold."""
-    tp = fp = fn = 0
+    tp = fp = objects = 0
     for image in images:
         for found, hit in zip(image.found, match(image)):
-            if (labels is None or found.label in labels) and found.score >= thresholds[found.label]:
+            if found.score >= thresholds[found.label]:
                 tp, fp = tp + hit, fp + (not hit)
-        fn += sum(1 for t in image.truth if labels is None or t.label in labels)
-    return Counts(tp, fp, fn - tp)
+        objects += len(image.truth)
+    return Counts(tp, fp, objects - tp)
 
 
 def best_thresholds(images: Sequence[Image], n_labels: int, default: float) -> dict[int, float]:
