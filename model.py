@@ -136,14 +136,14 @@ class YOLOBackend:
             detector = self.store.loaded(plan.path)
             if detector is None:
                 continue
-            _serving_task(spec, getattr(detector, "task", "detect"))
+            kind = kinds.for_result(spec.kind, _serving_task(spec, getattr(detector, "task", "detect")))
             key = (pid, spec, plan.version)
             if key in self._hinted:
                 continue
             if len(self._hinted) > 10_000:
                 self._hinted.clear()
             self._hinted.add(key)
-            hint = label_config.mismatch_hint(spec, detector.names)
+            hint = label_config.mismatch_hint(spec, detector.names, kinds.class_labels(kind, spec, detector.names))
             if hint:
                 log.warning("project %s: %s", pid, hint)
 
@@ -160,26 +160,34 @@ class YOLOBackend:
         pid = project_id(project)
         self._remember(pid, specs)
         models = {spec: self.store.serve(pid, spec.from_name, spec.model_path) for spec in specs}
-        targets = {spec: self._target(spec, served) for spec, served in models.items()}
+        targets = {spec: self._target(spec, served, _same_model_boxes(spec, models)) for spec, served in models.items()}
         regions: list[list[dict[str, Any]]] = [[] for _ in tasks]
         # the same string /setup answers (ModelStore.version), from the models that actually served
         versions = "+".join(sorted({served.version for served in models.values()}))
         failures: list[MediaError] = []
         # Images arrive in groups while the next ones are fetched and decoded: inference overlaps
         # I/O, and at most a window of decoded images is held, however many tasks come.
+        # Controls on the same image served by the same checkpoint (a pose model's boxes and keypoints)
+        # share one inference, at the lowest threshold any of them needs.
+        shared: dict[tuple[int, str], list[label_config.ControlSpec]] = {}
+        for spec, served in models.items():
+            if served.detector is not None and targets[spec] is not None:
+                shared.setdefault((id(served.detector), spec.data_key), []).append(spec)
         for group in self._fetch_groups(tasks, specs, failures):
-            for spec, served in models.items():
-                jobs = [job for job in group if job.spec == spec]
-                target = targets[spec]
-                if served.detector is None or target is None or not jobs:
+            for alike in shared.values():
+                jobs = [job for job in group if job.spec == alike[0]]
+                if not jobs:
                     continue
+                detector = models[alike[0]].detector
+                chosen = [targets[spec] for spec in alike]
                 started = time.perf_counter()
-                found = served.detector.detect([job.image.pixels for job in jobs], conf=target.lowest_threshold)
+                found = detector.detect([job.image.pixels for job in jobs],  # type: ignore[union-attr]
+                                        conf=min(target.lowest_threshold for target in chosen))  # type: ignore[union-attr]
                 per_image = (time.perf_counter() - started) / len(jobs)
                 for job, detections in zip(jobs, found):
                     self.metrics.inference.observe(per_image)
                     regions[job.task_index] += kinds.detections_to_regions(
-                        detections, [target], job.image.width, job.image.height)
+                        detections, chosen, job.image.width, job.image.height)  # type: ignore[arg-type]
         if failures and len(tasks) == 1:
             raise failures[0]
         failed = {id(f.task) for f in failures}  # type: ignore[attr-defined]
@@ -187,7 +195,8 @@ class YOLOBackend:
         self.metrics.tasks.labels("ok").inc(len(tasks) - len(failed))
         return [convert.task_prediction(regions[i], versions) for i in range(len(tasks))]
 
-    def _target(self, spec: label_config.ControlSpec, served: ServedModel) -> convert.Target | None:
+    def _target(self, spec: label_config.ControlSpec, served: ServedModel, box_control: str | None = None
+                ) -> convert.Target | None:
         """Where one control's results go; None when the model knows none of its labels.
 
         Thresholds: the control's ``model_score_threshold``; else the served version's own
@@ -195,14 +204,16 @@ class YOLOBackend:
         """
         if served.detector is None:
             return None
-        labels = label_config.map_classes(spec, served.detector.names)
+        task = _serving_task(spec, getattr(served.detector, "task", "detect"))
+        labels = kinds.class_labels(kinds.for_result(spec.kind, task), spec, served.detector.names)
         per_class: dict[int, float] = {}
         if spec.threshold is None and self.settings.class_thresholds:
             per_class = {cls: served.thresholds[label] for cls, label in labels.items() if label in served.thresholds}
         target = convert.Target(
             spec.from_name, spec.to_name, spec.kind, labels=labels,
             threshold=spec.threshold if spec.threshold is not None else self.settings.model_score_threshold,
-            class_thresholds=per_class, task=_serving_task(spec, getattr(served.detector, "task", "detect")),
+            class_thresholds=per_class, task=task, options=spec.options, label_options=spec.label_options,
+            box_control=box_control,
         )
         return target if target.labels else None
 
@@ -212,24 +223,28 @@ class YOLOBackend:
 
         Failures are logged per task and appended to ``failures``, not raised.
         """
+        by_key: dict[str, list[label_config.ControlSpec]] = {}
+        for spec in specs:  # controls on the same image field share one download and decode
+            by_key.setdefault(spec.data_key, []).append(spec)
         pairs = []
         for index, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 raise BadRequest(f"tasks[{index}] must be an object with a 'data' object")
-            pairs += [(index, task, spec, task["data"].get(spec.data_key)) for spec in specs]
+            pairs += [(index, task, alike, task["data"].get(key)) for key, alike in by_key.items()]
         window = max(2 * self.settings.fetch_workers, group_size)
         ahead: deque = deque()
         group: list[_Job] = []
         for position in range(len(pairs)):
             while len(ahead) < window and position + len(ahead) < len(pairs):
-                index, task, spec, url = pairs[position + len(ahead)]
+                index, task, _, url = pairs[position + len(ahead)]
                 ahead.append(self._pool.submit(self._load, url, task.get("id")))
-            index, task, spec, url = pairs[position]
+            index, task, alike, url = pairs[position]
             try:
-                group.append(_Job(index, spec, ahead.popleft().result()))
+                image = ahead.popleft().result()
+                group += [_Job(index, spec, image) for spec in alike]
             except BackendError as exc:
-                failures.append(self._failed(exc, task, spec, url))
-            if len(group) == group_size:
+                failures.append(self._failed(exc, task, alike[0], url))
+            if len(group) >= group_size:
                 yield group
                 group = []
         if group:
@@ -267,6 +282,19 @@ class YOLOBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _same_model_boxes(spec: label_config.ControlSpec, models: dict[label_config.ControlSpec, ServedModel]
+                      ) -> str | None:
+    """``spec.box_control`` when that control is served by the same checkpoint now, so its boxes exist.
+
+    A project's promoted version serves the control it was trained for; its box control may
+    still be on the base, and points must not name boxes nobody predicts.
+    """
+    box = next((other for other in models if other.from_name == spec.box_control), None)
+    if box is None or models[box].detector is None or models[box].detector is not models[spec].detector:
+        return None
+    return spec.box_control
 
 
 def _serving_task(spec: label_config.ControlSpec, task: str) -> str:

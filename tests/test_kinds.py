@@ -16,7 +16,7 @@ from PIL import Image
 from tests.support.sample_images import Sample, write_sample
 from yolo_backend import convert, kinds, label_config
 from yolo_backend.convert import Detection, Target
-from yolo_backend.kinds import boxes, outlines
+from yolo_backend.kinds import boxes, masks, outlines
 from yolo_backend.media import open_image
 from yolo_backend.yolo_folder import displayed_size
 
@@ -24,6 +24,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "yolo_backend"
 ORIENTATIONS = (1, 3, 6, 8)
 TOL = 1e-4  # of the image side, as the YOLO <-> Label Studio round trips elsewhere
 IDS = {"car": 0, "person": 1}
+# kinds with a region per object and a row per region; keypoints and classes read whole images (own tests)
+REGION_KINDS = [kind for kind in kinds.KINDS if not hasattr(kind, "import_regions")]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def test_outlines_round_trip(shown: dict[int, Sample], orientation: int, corners
 def test_yolo_rows_import_and_export_unchanged(line: str) -> None:
     """YOLO -> Label Studio -> YOLO for each kind; a segment row read as boxes keeps its bounding box."""
     parsed = convert.parse_yolo_line(line)
-    for kind in kinds.KINDS:
+    for kind in REGION_KINDS:
         value = back_to_value(line, kind, (640, 480))
         again = convert.parse_yolo_line(kinds.region_line(region_of(kind, value, (640, 480), "person"), IDS) or "")
         assert again.class_id == 1
@@ -143,11 +145,20 @@ def test_model_output_value_and_row_agree(shown: dict[int, Sample], orientation:
     assume(x2 - x1 > 0.5 and y2 - y1 > 0.5)
     polygon = ((x1, y1), (x2, (y1 + y2) / 2), ((x1 + x2) / 2, y2)) if outline else None
     det = Detection(1, 0.9, (x1, y1, x2, y2), polygon)
-    for kind in kinds.KINDS:
+    for kind in REGION_KINDS:
         target = Target("label", "image", kind.RESULT_TYPE, {1: "person"}, threshold=0.5)
         region = kinds.detection_to_region(det, target, width, height)
         assert region["type"] == kind.RESULT_TYPE and region["value"][kind.RESULT_TYPE] == ["person"]
         assert (region["original_width"], region["original_height"]) == (width, height)
+        if kind is masks:  # filled at the displayed size: each edge within a pixel; under 2 px it may fill no area
+            line = kinds.region_line(region, IDS)
+            assert line is not None or min(x2 - x1, y2 - y1) < 2
+            if line:
+                got = convert.parse_yolo_line(line)
+                edges = [(got.cx - got.w / 2) * width, (got.cy - got.h / 2) * height,
+                         (got.cx + got.w / 2) * width, (got.cy + got.h / 2) * height]
+                assert edges == pytest.approx([x1, y1, x2, y2], abs=1.001)  # a pixel, and the row's 6 decimals
+            continue
         row = convert.parse_yolo_line(kinds.region_line(region, IDS) or "")
         assert row.class_id == 1
         if kind is outlines and polygon:
@@ -192,14 +203,19 @@ def test_the_registry_maps_tags_and_result_types_to_their_kind() -> None:
     assert kinds.for_control("RectangleLabels") is boxes and kinds.for_control("PolygonLabels") is outlines
     assert kinds.for_result("rectanglelabels") is boxes and kinds.for_result("polygonlabels") is outlines
     assert kinds.for_control("RectangleLabels", task="segment") is boxes  # oriented boxes only for obb
-    assert label_config.SUPPORTED_CONTROLS == {"RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels"}
-    assert kinds.SERVING_TASKS == ("detect", "segment", "obb")
+    assert label_config.SUPPORTED_CONTROLS == {
+        "RectangleLabels": "rectanglelabels", "PolygonLabels": "polygonlabels", "BrushLabels": "brushlabels",
+        "KeyPointLabels": "keypointlabels", "Choices": "choices"}
+    assert set(kinds.SERVING_TASKS) == {"detect", "segment", "obb", "pose", "classify"}
     for kind in kinds.KINDS:
-        assert kind.METRIC == "mAP50-95" and set(kind.TASKS) <= {"detect", "segment", "obb", "pose", "classify"}
-        assert all(callable(getattr(kind, name)) for name in ("to_value", "to_line", "from_yolo"))
+        metric = "top-1" if kind.TRAIN_TASK == "classify" else "mAP50-95"
+        assert metric == kind.METRIC
+        assert set(kind.TASKS) <= {"detect", "segment", "obb", "pose", "classify"} and kind.TRAIN_TASK in kind.TASKS
+    # each Ultralytics task trains exactly one kind of a control, so a run knows which rows to write
+    assert len({(kind.CONTROL, kind.TRAIN_TASK) for kind in kinds.KINDS}) == len(kinds.KINDS)
 
 
-@pytest.mark.parametrize("lookup, name", [(kinds.for_control, "BrushLabels"), (kinds.for_result, "choices")])
+@pytest.mark.parametrize("lookup, name", [(kinds.for_control, "TextArea"), (kinds.for_result, "textarea")])
 def test_an_unknown_kind_says_which_are_known_and_how_to_add_one(lookup: Any, name: str) -> None:
     with pytest.raises(kinds.UnknownKind, match=r"no kind handles .*known: .*[Rr]ectangle.*yolo_backend/kinds/"):
         lookup(name)

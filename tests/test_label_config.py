@@ -19,7 +19,8 @@ CONFIG = """
     <Label value="Car"/>
   </PolygonLabels>
   <RectangleLabels name="skipped" toName="image" model_skip="true"><Label value="X"/></RectangleLabels>
-  <Choices name="quality" toName="image"><Choice value="ok"/></Choices>
+  <Choices name="quality" toName="image" choice="multiple"><Choice value="ok" model_index="1"/></Choices>
+  <TextArea name="note" toName="image"/>
 </View>
 """
 
@@ -28,11 +29,15 @@ NAMES = {0: "person", 1: "car", 2: "truck", 3: "dog", 4: "cat"}
 
 def test_every_supported_control_bound_to_an_image_is_found() -> None:
     specs = label_config.parse(CONFIG)
-    assert [(s.from_name, s.kind) for s in specs] == [("label", "rectanglelabels"), ("poly", "polygonlabels")]
-    rect, poly = specs
+    assert [(s.from_name, s.kind) for s in specs] == [("label", "rectanglelabels"), ("poly", "polygonlabels"),
+                                                      ("quality", "choices")]
+    rect, poly, quality = specs
     assert rect.to_name == "image" and rect.data_key == "image"
     assert rect.threshold == 0.3 and rect.model_path is None
     assert poly.threshold is None and poly.model_path == "seg/best.pt"
+    # what a kind reads of its control: model_* and choice attributes, per control and per label
+    assert quality.option("choice") == "multiple" and dict(quality.label_options)["ok"] == (("model_index", "1"),)
+    assert rect.options == (("model_score_threshold", "0.3"),) and rect.box_control is None
 
 
 def test_predicted_values_then_exact_then_case_insensitive() -> None:
@@ -51,8 +56,7 @@ def test_several_images_each_get_their_control() -> None:
 @pytest.mark.parametrize("xml, fragment", [
     ('<View><Text name="t" value="$text"/><Labels name="l" toName="t"><Label value="a"/></Labels></View>',
      "RectangleLabels"),
-    ('<View><Image name="i" value="$image"/><Choices name="c" toName="i"><Choice value="a"/></Choices></View>',
-     "Choices"),
+    ('<View><Image name="i" value="$image"/><TextArea name="c" toName="i"/></View>', "Choices"),
     ("", "empty"),
     ("<View><Image", "could not be parsed"),
 ])

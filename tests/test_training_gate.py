@@ -45,9 +45,20 @@ def test_best_thresholds_separate_true_from_false_boxes_per_class() -> None:
     images = [Image((Found(0, 0.3, BOX), Found(0, 0.2, OTHER), Found(1, 0.9, OTHER)),
                     (Truth(0, BOX), Truth(1, OTHER))) for _ in range(3)]
     chosen = scoring.best_thresholds(images, 2, default=0.5)
-    assert chosen == {0: 0.3, 1: 0.9}
+    # label 0: midway between its true boxes' 0.3 and false boxes' 0.2; label 1 has no false box below 0.9: no
+    # reason to go above the default
+    assert chosen == {0: 0.25, 1: 0.5}
     at_chosen = scoring.counts(images, [chosen[0], chosen[1]])
     assert at_chosen.f1 == 1.0 and scoring.counts(images, [0.5, 0.5]).f1 == pytest.approx(2 / 3)
+
+
+def test_a_chosen_threshold_keeps_a_margin_below_the_true_boxes() -> None:
+    """A cut at the lowest true score hid the same object on a new image scored a hair lower (issue 12's runs)."""
+    images = [Image((Found(0, 0.81, BOX), Found(0, 0.25, OTHER)), (Truth(0, BOX),)) for _ in range(3)]
+    chosen = scoring.best_thresholds(images, 1, default=0.25)[0]
+    assert 0.25 < chosen < 0.81
+    new_image = Image((Found(0, 0.78, BOX),), (Truth(0, BOX),))
+    assert scoring.counts([new_image], [chosen]).f1 == 1.0
 
 
 def test_cross_fitted_thresholds_do_not_flatter_the_candidate() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.shapes_project import LABEL_CONFIG, MAPPED_CONFIG, export_file, write_project
 from tests.support.synthetic import draw_sample
+from tests.support.training_runs import wait_finished
 from yolo_backend.config import Settings
 
 PROJECT = "7"
@@ -43,17 +44,6 @@ def _settings(tmp_path: Path, model_root: Path, doc_root: Path) -> Settings:
                              model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root),
                              device="cpu", imgsz=160, model_score_threshold=0.25, train_imgsz=160,
                              train_epochs=30, train_batch=8, train_patience=30, train_min_images=10)
-
-
-def wait_finished(trainer, project: str, timeout: float = 900) -> dict:
-    """Poll the status route's data until no run is queued or running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = trainer.status(project)
-        if status["state"] == "idle" and status["last_run"]:
-            return status
-        time.sleep(1)
-    raise AssertionError(f"training did not finish in {timeout} s: {trainer.status(project)}")
 
 
 def iou(a, b) -> float:

@@ -16,9 +16,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from . import kinds, ls_client
+
+if TYPE_CHECKING:
+    from .label_config import ControlSpec
 from .config import SETTINGS
 from .errors import BackendError
 
@@ -74,6 +77,8 @@ def _import_parser(commands: argparse._SubParsersAction) -> None:
                    help="region type; must match the project's control tag (default %(default)s)")
     p.add_argument("--obb", action="store_true",
                    help="label rows are oriented boxes (c x1 y1 ... x4 y4): rotated rectangles")
+    p.add_argument("--keypoints", help="pose rows (--type keypointlabels): comma-separated keypoint labels in "
+                                       "index order (default: data.yaml kpt_names)")
     p.add_argument("--from-name", default="label", help="name of the labels control (default %(default)s)")
     p.add_argument("--to-name", default="image", help="name of the <Image> tag (default %(default)s)")
     p.add_argument("--data-key", default="image", help="task data field, $<key> in <Image value> (%(default)s)")
@@ -106,6 +111,11 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--from-name", help="only regions of this control (default: every supported control)")
     p.add_argument("--obb", action="store_true",
                    help="oriented boxes: rectangles as 4 rotated corners, for `yolo train task=obb`")
+    p.add_argument("--task", choices=("detect", "segment", "obb", "pose", "classify"),
+                   help="the Ultralytics task to write for (default: the exported control's own; "
+                        "classify writes class folders, pose writes kpt_shape and flip_idx)")
+    p.add_argument("--label-config", type=Path,
+                   help="the project's label config XML, with --from-file (default: fetched with --project)")
     p.add_argument("--val", type=float, default=_setting("TRAIN_HOLDOUT"),
                    help="share of tasks in val, training's holdout (default: $TRAIN_HOLDOUT, %(default)s)")
     p.add_argument("--min-val", type=int, default=_setting("TRAIN_MIN_HOLDOUT"),
@@ -156,9 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands ------------------------------------------------------------------------------
 def _run_import(args: argparse.Namespace) -> int:
     from .ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
-    from .yolo_folder import class_names, find_samples
+    from .yolo_folder import class_folder_names, class_names, find_class_samples, find_samples, keypoint_names
 
-    names = class_names(args.folder, _classes(args.classes))
+    folders = args.type == kinds.classes.RESULT_TYPE  # choices: class folders <split>/<class>/<image>, no labels
+    names = dict(enumerate(_classes(args.classes) or class_folder_names(args.folder))) if folders \
+        else class_names(args.folder, _classes(args.classes))
     whole = 0
     if args.whole_class is not None:
         whole = next((i for i, n in names.items() if n == args.whole_class), None)
@@ -171,8 +183,10 @@ def _run_import(args: argparse.Namespace) -> int:
     else:
         raise ValueError("say where Label Studio finds the images: --document-root (local files) or --url-prefix")
     fmt = TaskFormat(args.from_name, args.to_name, args.data_key, args.type, args.as_ == "annotations",
-                     args.model_version, args.missing, whole, task="obb" if args.obb else None)
-    done = convert_samples(find_samples(args.folder), names, fmt, url_for, args.progress)
+                     args.model_version, args.missing, whole, task="obb" if args.obb else None,
+                     keypoint_names=tuple(_classes(args.keypoints) or keypoint_names(args.folder)))
+    samples = find_class_samples(args.folder, names) if folders else find_samples(args.folder)
+    done = convert_samples(samples, names, fmt, url_for, args.progress)
     args.output.write_text(json.dumps(done.tasks, indent=1))
     _list_problems("failed", [f"{path}: {reason}" for path, reason in done.failed])
     print(f"{done.summary()} -> {args.output}")
@@ -193,9 +207,12 @@ def _run_export(args: argparse.Namespace) -> int:
         raise ValueError("give either --from-file EXPORT.json or --project ID")
     client = ls_client.connect(args.url, args.api_key) if args.project else None
     tasks = json.loads(args.from_file.read_text()) if args.from_file else ls_client.export_tasks(client, args.project)
-    names = _classes(args.classes) or (_project_labels(client, args.project) if client else None) or label_names(tasks)
-    options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val,
-                            task="obb" if args.obb else None)
+    spec = _export_control(client, args)
+    task = "obb" if args.obb else args.task
+    kind = kinds.for_result(spec.kind, task or spec.task) if spec else None
+    task = task or (kind.TRAIN_TASK if kind and kind.TRAIN_TASK in ("pose", "classify", "obb") else None)
+    names = _classes(args.classes) or (kinds.train_classes(kind, spec) if kind and spec else None) or label_names(tasks)
+    options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val, task=task, spec=spec)
     with tempfile.TemporaryDirectory(prefix="yolo-ls-export-") as cache:
         fetcher = MediaFetcher(LabelStudioAuth(args.url, args.api_key), DiskCache(Path(cache), 2**40),
                                local_root=args.document_root or "", allowed_hosts=args.allowed_hosts)
@@ -213,11 +230,20 @@ def _list_problems(what: str, lines: list[str], limit: int = 20) -> None:
         print(f"... and {len(lines) - limit} more {what}", file=sys.stderr)
 
 
-def _project_labels(client: object, project: int) -> list[str] | None:
+def _export_control(client: object, args: argparse.Namespace) -> ControlSpec | None:
+    """The exported control: --from-name's (else the first) of the project's label config or --label-config."""
     from .label_config import parse
 
-    config = ls_client.label_config(client, project)
-    return list(parse(config)[0].labels) if config else None
+    config = args.label_config.read_text() if args.label_config else (
+        ls_client.label_config(client, args.project) if client else None)
+    if not config:
+        return None
+    specs = parse(config)
+    chosen = [spec for spec in specs if spec.from_name == args.from_name] if args.from_name else list(specs)
+    if not chosen:
+        raise ValueError(f"--from-name {args.from_name!r} is not a control of the label config "
+                         f"({', '.join(spec.from_name for spec in specs)})")
+    return chosen[0]
 
 
 def _run_prelabel(args: argparse.Namespace) -> int:

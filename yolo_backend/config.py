@@ -67,7 +67,8 @@ SETTINGS: tuple[Var, ...] = (
     Var("TRAIN_EPOCHS", "30", int, "Most epochs per training run (small projects learn in tens of epochs)."),
     Var("TRAIN_IMGSZ", "640", int, "Training and holdout image size; smaller trains faster on a CPU."),
     Var("TRAIN_BATCH", "16", int, "Training batch size; -1 lets Ultralytics pick one for the GPU memory."),
-    Var("TRAIN_PATIENCE", "10", int, "Epochs without holdout improvement before a run stops early."),
+    Var("TRAIN_PATIENCE", "30", int, "Epochs without holdout improvement before a run stops early (0: never); "
+        "a small project's holdout plateaus for a while, and 10 stopped its runs half-trained."),
     Var("TRAIN_MIN_IMAGES", "10", int, "Labeled images a project needs before a run starts (else: not started)."),
     Var("TRAIN_HOLDOUT", "0.2", float,
         "Fraction of tasks (chosen by task id, stable) kept out of training to score models."),

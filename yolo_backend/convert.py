@@ -33,6 +33,7 @@ class Detection:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2
     polygon: tuple[tuple[float, float], ...] | None = None  # mask outline, pixels
     corners: tuple[tuple[float, float], ...] | None = None  # an oriented box's 4 corners, pixels
+    keypoints: tuple[tuple[float, float, float], ...] | None = None  # a pose model's (x, y, confidence) per point
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ class Target:
     threshold: float = 0.5
     class_thresholds: dict[int, float] = field(default_factory=dict)  # model class id -> its own threshold
     task: str | None = None  # the serving checkpoint's task: picks the kind where two share a result type
+    options: tuple[tuple[str, str], ...] = ()  # the control's model_* attributes a kind reads (ControlSpec.options)
+    label_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # label -> its model_* attributes
+    box_control: str | None = None  # ControlSpec.box_control: keypoints name their instance's box as parentID
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(name, default)
 
     def threshold_for(self, class_id: int) -> float:
         return self.class_thresholds.get(class_id, self.threshold)

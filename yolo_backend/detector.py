@@ -215,10 +215,13 @@ def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, pr
 
 
 def _detections(result: object) -> list[Detection]:
-    """Ultralytics ``Results`` -> detections: boxes (with mask outlines), or an obb model's oriented boxes."""
+    """Ultralytics ``Results`` -> detections: boxes (with mask outlines or keypoints), oriented boxes, or classes."""
     oriented = getattr(result, "obb", None)
     if oriented is not None:
         return _oriented(oriented)
+    probs = getattr(result, "probs", None)
+    if probs is not None:
+        return _classes(probs, result.orig_shape)  # type: ignore[attr-defined]
     boxes = result.boxes  # type: ignore[attr-defined]
     if boxes is None or len(boxes) == 0:
         return []
@@ -227,11 +230,30 @@ def _detections(result: object) -> list[Detection]:
     classes = boxes.cls.cpu().numpy().astype(int).tolist()
     masks = getattr(result, "masks", None)
     outlines = masks.xy if masks is not None else [None] * len(xyxy)
+    points = getattr(result, "keypoints", None)
+    poses = _keypoints(points) if points is not None else [None] * len(xyxy)
     found = []
-    for box, score, cls, outline in zip(xyxy, scores, classes, outlines):
+    for box, score, cls, outline, pose in zip(xyxy, scores, classes, outlines, poses):
         polygon = tuple((float(x), float(y)) for x, y in outline) if outline is not None and len(outline) else None
-        found.append(Detection(int(cls), float(score), (box[0], box[1], box[2], box[3]), polygon))
+        found.append(Detection(int(cls), float(score), (box[0], box[1], box[2], box[3]), polygon, keypoints=pose))
     return found
+
+
+def _keypoints(points: object) -> list[tuple[tuple[float, float, float], ...]]:
+    """``Results.keypoints``: (x, y, confidence) per point of each instance; confidence 1 when the model has none."""
+    xy = points.xy.cpu().numpy()  # type: ignore[attr-defined]
+    conf = points.conf  # type: ignore[attr-defined]
+    conf = conf.cpu().numpy() if conf is not None else np.ones(xy.shape[:2])
+    return [tuple((float(x), float(y), float(c)) for (x, y), c in zip(inst, cs)) for inst, cs in zip(xy, conf)]
+
+
+def _classes(probs: object, shape: tuple[int, int]) -> list[Detection]:
+    """``Results.probs``: one whole-image detection per class, best first (``kinds.classes`` picks from them)."""
+    values = probs.data.cpu().numpy()  # type: ignore[attr-defined]
+    height, width = shape[:2]
+    order = np.argsort(-values, kind="stable")
+    kept = [cls for cls in order if values[cls] >= 1e-3] or order[:1]  # of 1,000 ImageNet classes, the plausible
+    return [Detection(int(cls), float(values[cls]), (0.0, 0.0, float(width), float(height))) for cls in kept]
 
 
 def _oriented(obb: object) -> list[Detection]:

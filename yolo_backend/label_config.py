@@ -7,6 +7,7 @@ Parsed with ``label-studio-sdk``'s ``LabelInterface``. Every control of a regist
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -37,6 +38,12 @@ class ControlSpec:
     threshold: float | None  # model_score_threshold, None = the service default
     model_path: str | None  # model_path, relative to MODEL_ROOT
     task: str | None = None  # a task the control demands of its checkpoint: "obb" for model_obb="true"
+    options: tuple[tuple[str, str], ...] = ()  # the control's model_* attributes and choice="multiple"
+    label_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # label -> its model_* attributes
+    box_control: str | None = None  # a <RectangleLabels> on the same image and checkpoint (keypoints' instances)
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(name, default)
 
 
 def _attr(tag: object, name: str) -> str | None:
@@ -60,6 +67,17 @@ def _threshold(control: object) -> float | None:
     if not 0 <= value <= 1:
         raise LabelConfigError(f"model_score_threshold on {control.name!r} must be between 0 and 1, got {value}")  # type: ignore[attr-defined]
     return value
+
+
+def _options(tag: object) -> tuple[tuple[str, str], ...]:
+    """The attributes a kind may read: ``model_*`` ones (model_index, model_point_size, ...) and ``choice``."""
+    attrs = getattr(tag, "attr", None) or {}
+    return tuple(sorted((str(k), str(v)) for k, v in attrs.items() if str(k).startswith("model_") or k == "choice"))
+
+
+def _label_options(control: object) -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
+    """Every label in control order (keypoints default a label's index to its position), with its attributes."""
+    return tuple((str(label), _options(tag)) for label, tag in (getattr(control, "labels_attrs", None) or {}).items())
 
 
 def _predicted_values(control: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -110,8 +128,11 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
                     threshold=_threshold(control),
                     model_path=_attr(control, "model_path") or None,
                     task="obb" if _attr(control, OBB_ATTRIBUTE) in TRUE else None,
+                    options=_options(control),
+                    label_options=_label_options(control),
                 )
             )
+    specs = [_with_box_control(spec, specs) for spec in specs]
     if not specs:
         found = ", ".join(seen_kinds) or "no control tags"
         raise LabelConfigError(
@@ -120,6 +141,15 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
             'value="$image"/><RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>'
         )
     return tuple(specs)
+
+
+def _with_box_control(spec: ControlSpec, specs: list[ControlSpec]) -> ControlSpec:
+    """``spec`` naming the first other <RectangleLabels> control on its image served by the same checkpoint."""
+    for other in specs:
+        if other is not spec and other.kind == "rectanglelabels" and other.to_name == spec.to_name \
+                and other.model_path == spec.model_path:
+            return dataclasses.replace(spec, box_control=other.from_name)
+    return spec
 
 
 def map_classes(spec: ControlSpec, class_names: Mapping[int, str]) -> dict[int, str]:
@@ -139,9 +169,10 @@ def map_classes(spec: ControlSpec, class_names: Mapping[int, str]) -> dict[int, 
     return mapping
 
 
-def mismatch_hint(spec: ControlSpec, class_names: Mapping[int, str]) -> str | None:
-    """A log line telling how to fix a control whose labels match none of the model's classes."""
-    if map_classes(spec, class_names):
+def mismatch_hint(spec: ControlSpec, class_names: Mapping[int, str], mapped: Mapping[int, str] | None = None
+                  ) -> str | None:
+    """A log line telling how to fix a control whose labels match none of the model's classes (``mapped``)."""
+    if mapped if mapped is not None else map_classes(spec, class_names):
         return None
     sample = ", ".join(list(class_names.values())[:8])
     return (

@@ -33,6 +33,7 @@ class TaskFormat:
     missing: str = "empty"  # image without label file: empty task, skip it, or one whole-image box
     whole_class: int = 0  # class of the whole-image box
     task: str | None = None  # "obb": rows are oriented boxes, rectangles keep their rotation (kinds.oriented_boxes)
+    keypoint_names: tuple[str, ...] = ()  # pose rows: the label of each keypoint index (kinds.keypoints)
 
 
 @dataclass
@@ -77,6 +78,11 @@ def build_task(url: str, boxes: list[tuple[convert.YoloBox, float | None]], name
                                              to_name=fmt.to_name, size=size,
                                              region_id=convert.region_id(url, index), score=score,
                                              task=fmt.task))
+    return _wrap(url, regions, fmt)
+
+
+def _wrap(url: str, regions: list[dict[str, Any]], fmt: TaskFormat) -> dict[str, Any]:
+    """A task holding ``regions`` as its annotation or its prediction (scored by their mean)."""
     task: dict[str, Any] = {"data": {fmt.data_key: url}}
     if fmt.as_annotations:
         task["annotations"] = [{"result": regions}]
@@ -93,23 +99,40 @@ def convert_samples(samples: list[Sample], names: dict[int, str], fmt: TaskForma
                     url_for: Callable[[Path], str], progress: bool | None = None) -> Conversion:
     """Every sample to a task; problems are collected with their path, never raised."""
     done = Conversion()
+    kind = kinds.for_result(fmt.kind, fmt.task)
+    whole_rows = getattr(kind, "import_regions", None) is not None  # the kind reads an image's rows at once
     for sample in bar(samples, "images", "img", show=progress):
         blame = sample.label or sample.image  # the file to fix when something is wrong
         try:
-            boxes = _boxes_of(sample, fmt)
-            if boxes is None:
+            boxes = None if whole_rows else _boxes_of(sample, fmt)
+            found = (sample.label or getattr(sample, "rows", None) or None) if whole_rows else boxes  # rows: a class
+            if found is None and (fmt.missing == "skip" or not whole_rows):
                 done.skipped.append((sample.image, "no label file"))
                 continue
             blame = sample.image
             url, size = url_for(sample.image), displayed_size(sample.image)
             blame = sample.label or sample.image
-            task = build_task(url, boxes, names, fmt, size)
+            if whole_rows:
+                task = _whole_image_task(kind, url, sample, names, fmt, size)
+                count = len(next(iter(task.get("annotations") or task["predictions"]))["result"])
+            else:
+                task, count = build_task(url, boxes or [], names, fmt, size), len(boxes or [])
         except (ValueError, OSError) as exc:
             done.failed.append((blame, str(exc)))
             continue
         done.tasks.append(task)
-        done.boxes += len(boxes)
+        done.boxes += count
     return done
+
+
+def _whole_image_task(kind: kinds.Kind, url: str, sample: Sample, names: dict[int, str], fmt: TaskFormat,
+                      size: tuple[int, int]) -> dict[str, Any]:
+    """A task whose regions ``kind`` builds from all the image's rows (keypoints, class folders)."""
+    rows = [line for line in sample.label.read_text().splitlines() if line.strip()] if sample.label \
+        else list(getattr(sample, "rows", ()))  # a class-folder image (yolo_folder.ClassSample): its class
+    place = kinds.Place(fmt.from_name, fmt.to_name, size, url, fmt.keypoint_names)
+    regions = kind.import_regions(rows, names, place)  # type: ignore[attr-defined]
+    return _wrap(url, regions, fmt)
 
 
 def _boxes_of(sample: Sample, fmt: TaskFormat) -> list[tuple[convert.YoloBox, float | None]] | None:
@@ -120,4 +143,3 @@ def _boxes_of(sample: Sample, fmt: TaskFormat) -> list[tuple[convert.YoloBox, fl
     if fmt.missing == "whole":
         return [(convert.YoloBox(fmt.whole_class, 0.5, 0.5, 1.0, 1.0), None)]
     return []
-

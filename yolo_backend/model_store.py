@@ -187,17 +187,19 @@ class ModelStore:
         """The checkpoint and version serving ``control`` of ``project``: from files and the registry only.
 
         A project's promoted version serves the control it was trained for (older versions
-        without that record serve every control); other controls keep the base model. A
-        version that failed to load is skipped for the next one down, then the base.
+        without that record serve every control without a ``model_path``); other controls keep
+        their base: the control's ``model_path``, else the base model. A version that failed to
+        load is skipped for the next one down, then the base.
         """
-        if model_path:
-            path = safe_model_path(self.settings.model_root_path, model_path)
-            return Plan(path, self._file_versions(path) if path.is_file() else UNTRAINED)
+        mine = (control,) if model_path else (None, control)  # a model_path control: only its own versions
         for model in self._project_models(project) if project else ():
-            if (control is not None and model.control not in (None, control)) or model.path.resolve() in self._broken:
+            if (control is not None and model.control not in mine) or model.path.resolve() in self._broken:
                 continue
             if model.path.is_file():
                 return Plan(model.path, model.version, model.thresholds, trained=True)
+        if model_path:
+            path = safe_model_path(self.settings.model_root_path, model_path)
+            return Plan(path, self._file_versions(path) if path.is_file() else UNTRAINED)
         if self.base_version == UNTRAINED:
             return Plan(None, UNTRAINED)
         return Plan(self.base_path, self.base_version)
@@ -210,12 +212,10 @@ class ModelStore:
     def serve(self, project: str | None, control: str | None = None, model_path: str | None = None) -> ServedModel:
         """The loaded model for ``control`` of ``project``; a trained version that fails to load is
         recorded (``problems``, shown by /health) and the next one down serves instead."""
-        if model_path:
-            return self.for_control(model_path)
         while True:
-            plan = self.plan(project, control)
+            plan = self.plan(project, control, model_path)
             if not plan.trained:
-                return self.base()
+                return self.for_control(model_path) if model_path else self.base()
             try:
                 served = self._get(plan.path, prepare=False)  # type: ignore[arg-type]
             except Exception as exc:  # a broken checkpoint must never stop the project from being served

@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 
 from . import kinds
+from .label_config import ControlSpec
 from .progress import bar
 from .training.collect import chosen_annotation  # the same rules training uses
 from .training.dataset import rank, split
@@ -85,7 +86,8 @@ class ExportOptions:
     val: float = 0.2  # training's TRAIN_HOLDOUT default
     test: float = 0.0
     min_val: int = 5  # training's TRAIN_MIN_HOLDOUT default: the val (holdout) floor
-    task: str | None = None  # "obb": oriented-box rows (``yolo train task=obb``); regions of other kinds left out
+    task: str | None = None  # the Ultralytics task ("obb": oriented-box rows); regions of other kinds left out
+    spec: ControlSpec | None = None  # the control exported (its kind writes the rows: keypoints, choices)
 
     def __post_init__(self) -> None:
         if not (0 <= self.val < 1 and self.test >= 0 and self.val + self.test < 1 and self.min_val >= 0):
@@ -106,17 +108,27 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
     report, used = Export(), set()
     fetched = _fetch_all(tasks, fetch, options.data_key, report, progress)
     splits = split_names([key for key, _, _, _ in fetched], options.val, options.test, options.min_val)
-    files = kinds.one_row_format([kinds.annotation_lines(annotation, class_ids, options.from_name, task=options.task)
+    spec = options.spec
+    files = kinds.one_row_format([kinds.annotation_lines(annotation, class_ids, options.from_name, task=options.task,
+                                                         spec=spec)
                                   for _, _, _, annotation in fetched])
+    folders = options.task == "classify"  # Ultralytics' class folders: <split>/<class>/<image>
     for (key, file_name, source, _), split_name, lines in zip(fetched, splits, files):
         name = _unique(split_name, file_name, key, used)
-        (out / "images" / split_name).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split_name).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, out / "images" / split_name / name)  # EXIF kept: trainers apply it, as browsers do
-        (out / "labels" / split_name / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
+        if folders:
+            for line in dict.fromkeys(lines):  # an image with several choices sits in each of their folders
+                folder = out / split_name / names[int(line.split()[0])]
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, folder / name)
+        else:
+            (out / "images" / split_name).mkdir(parents=True, exist_ok=True)
+            (out / "labels" / split_name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, out / "images" / split_name / name)  # EXIF kept: trainers apply it, as browsers do
+            (out / "labels" / split_name / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
         report.splits[split_name] += 1
         report.boxes += len(lines)
-    write_data_yaml(out, names, report.splits)
+    fields = kinds.dataset_fields(kinds.for_result(spec.kind, options.task), spec) if spec else {}
+    write_data_yaml(out, names, report.splits, fields, folders)
     return report
 
 
@@ -140,13 +152,20 @@ def _fetch_all(tasks: Sequence[dict[str, Any]], fetch: Callable[[str, Any], Path
     return fetched
 
 
-def write_data_yaml(out: Path, names: Sequence[str], splits: Counter) -> Path:
-    """Ultralytics' dataset file; with no val images, val points at train so training still runs."""
+def write_data_yaml(out: Path, names: Sequence[str], splits: Counter, fields: dict[str, Any] | None = None,
+                    folders: bool = False) -> Path:
+    """Ultralytics' dataset file; with no val images, val points at train so training still runs.
+
+    ``fields``: the task's own keys (pose: ``kpt_shape``, ``flip_idx``). A class-folder
+    dataset (``folders``) is trained from its folder; its data.yaml only records names.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {"path": str(out.resolve()), "train": "images/train",
-                            "val": "images/val" if splits.get("val") else "images/train"}
+    prefix = "" if folders else "images/"
+    data: dict[str, Any] = {"path": str(out.resolve()), "train": f"{prefix}train",
+                            "val": f"{prefix}val" if splits.get("val") else f"{prefix}train"}
     if splits.get("test"):
-        data["test"] = "images/test"
+        data["test"] = f"{prefix}test"
+    data.update(fields or {})
     data["names"] = dict(enumerate(names))
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in names))
     path = out / "data.yaml"

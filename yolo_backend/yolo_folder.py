@@ -132,3 +132,72 @@ def _names_from(path: Path) -> dict[int, str]:
     if isinstance(names, dict):
         return {int(k): str(v) for k, v in names.items()}
     raise ValueError(f"{path} has no 'names' list or mapping: add names: [cat, dog] or pass --classes")
+
+
+def keypoint_names(root: Path) -> list[str]:
+    """A pose dataset's keypoint names: data.yaml ``kpt_names`` (Ultralytics: per class; the first class's)."""
+    for name in NAME_FILES:
+        path = Path(root) / name
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            names = (yaml.safe_load(path.read_text()) or {}).get("kpt_names")
+            if isinstance(names, dict) and names:
+                names = names[sorted(names)[0]]
+            if isinstance(names, list):
+                return [str(n) for n in names]
+    return []
+
+
+# -- class folders (Ultralytics classify datasets) ------------------------------------------------
+SPLIT_FOLDERS = ("train", "val", "valid", "test")  # the split folders Ultralytics' classify loader knows
+
+
+@dataclass(frozen=True)
+class ClassSample(Sample):
+    """An image of a class-folder tree: no label file; ``rows`` hold its class index (``kinds.classes``)."""
+
+    rows: tuple[str, ...] = ()
+
+
+def class_folder_names(root: Path) -> list[str]:
+    """The classes of ``<root>/[<split>/]<class>/<image>``: every class folder's name, sorted, as Ultralytics does.
+
+    Empty class folders count: Ultralytics numbers the classes by the folders, not the images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder: give the folder holding the class folders")
+    names: set[str] = set()
+    for folder in (p for p in root.iterdir() if p.is_dir()):
+        if folder.name in SPLIT_FOLDERS:
+            names |= {p.name for p in folder.iterdir() if p.is_dir()}
+        else:
+            names.add(folder.name)
+    if not names:
+        raise ValueError(f"no class folders in {root}: expected <split>/<class>/<image> or <class>/<image>")
+    return sorted(names)
+
+
+def find_class_samples(root: Path, names: dict[int, str]) -> list[ClassSample]:
+    """Every image of a class-folder tree (sorted), its class folder's index in ``names`` as its row.
+
+    ``<split>/<class>/<image>`` (split: train, val, valid, test) or ``<class>/<image>``; an image
+    straight under ``root`` or a split has no class (no rows). ValueError naming the folders
+    that are not one of ``names``.
+    """
+    root = Path(root)
+    index = {name: class_id for class_id, name in names.items()}
+    samples, unknown = [], set()
+    for image in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        folders = image.relative_to(root).parts[:-1]
+        split = folders[0] if folders and folders[0] in SPLIT_FOLDERS else ""
+        classed = folders[1:] if split else folders
+        folder = classed[-1] if classed else None  # None: straight under the root or a split
+        if folder is not None and folder not in index:
+            unknown.add(folder)
+            continue
+        rows = (str(index[folder]),) if folder is not None else ()
+        samples.append(ClassSample(image, None, split, rows))
+    if unknown:
+        raise ValueError(f"class folders {', '.join(sorted(unknown))} are not among the classes "
+                         f"({', '.join(names.values())}): add them to --classes, or leave --classes out")
+    return samples

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -39,25 +40,40 @@ def test_7_labeling_page_shows_the_predicted_regions(label_studio: LabelStudioSe
     predicted = projects.open_task(label_studio, task_id)["predictions"][0]["result"]
     assert matched(sample, predicted) >= 1, f"no predicted box on an object: {predicted}"
 
+    shown = labeling_page_regions(label_studio, project, task_id, "e2e-labeling-page.png", len(predicted))
+    assert shown == len(predicted)
+
+
+def labeling_page_regions(ls: LabelStudioServer, project: int, task_id: int, screenshot: str, expected: int,
+                          timeout: float = 60.0) -> int:
+    """Log in as a user would, open the task's labeling page, and count its regions once ``expected`` show.
+
+    The regions panel fills in as the page renders: polled until it lists ``expected`` regions
+    (or ``timeout``), then screenshotted to ``artifacts/<screenshot>``.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "e2e-labeling-page.png"
+    shot = ARTIFACTS / screenshot
     with _browser() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{label_studio.base_url}/user/login/")
-            page.fill("input[name=email]", label_studio.email)
-            page.fill("input[name=password]", label_studio.password)
+            page.goto(f"{ls.base_url}/user/login/")
+            page.fill("input[name=email]", ls.email)
+            page.fill("input[name=password]", ls.password)
             with page.expect_navigation():
                 page.click("button[type=submit]")
             assert "/user/login" not in page.url, "login failed"
 
-            page.goto(f"{label_studio.base_url}/projects/{project}/data?task={task_id}")
+            page.goto(f"{ls.base_url}/projects/{project}/data?task={task_id}")
             regions = page.locator("[role=treeitem]")
-            regions.first.wait_for(timeout=60_000)
-            page.wait_for_timeout(2000)  # let the panel finish rendering every region
+            regions.first.wait_for(timeout=timeout * 1000)
+            deadline = time.monotonic() + timeout
+            count = regions.count()
+            while count < expected and time.monotonic() < deadline:
+                page.wait_for_timeout(100)  # a poll of the rendering page, not a fixed wait
+                count = regions.count()  # nested regions re-render: the count that met ``expected`` is kept
             page.screenshot(path=str(shot))
-            assert regions.count() == len(predicted)
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+    return count

@@ -2,22 +2,37 @@
 
 A kind holds its whole data path, as Ultralytics keeps one ``Results`` class per output
 kind and one label format per task. Prediction (``model.py``), training
-(``training/dataset.py``), import (``ls_tasks``, ``yolo_folder``) and export
-(``yolo_export``) all go through the functions below, so adding a kind is one new
-module here and one line in ``KINDS``.
+(``training/dataset.py``, ``training/fitting.py``), import (``ls_tasks``) and export
+(``yolo_export``) all go through the functions below, so adding a kind is one new module
+here and one line in ``KINDS``.
 
-A kind module provides (``Kind`` spells it out):
+Every kind module provides (``Kind`` spells it out):
 
 - ``CONTROL``: the label-config tag (``RectangleLabels``); ``RESULT_TYPE``: the ``type``
   of its results (``rectanglelabels``);
 - ``TASKS``: the Ultralytics tasks whose checkpoints can serve it, the best first;
-- ``METRIC``: the name of the score its holdout is judged by;
+- ``TRAIN_TASK``: the task its datasets train (``detect``, ``segment``, ``obb``, ``pose``,
+  ``classify``); ``METRIC``: the holdout score it is judged by (``mAP50-95``, ``top-1``);
 - ``to_value(det, width, height)``: model output (``convert.Detection``, pixels of the
   displayed image) -> Label Studio value, without the label;
 - ``to_line(region, class_id)``: Label Studio region -> one YOLO label row (None when
   the region has nothing to train on);
 - ``from_yolo(label, width, height)``: a YOLO label line, parsed by ``convert.parse_yolo_line``,
   on a ``width x height`` displayed image -> Label Studio value, without the label.
+
+A kind whose regions are not one per object and row (a keypoint instance is several
+regions; a choice is one region per image) also defines the whole-image hooks, which
+otherwise default to the per-region functions above (``HOOKS``):
+
+- ``results(detections, target, width, height)``: every region of one control on one image;
+- ``label_rows(regions, class_ids, spec)``: one annotation's regions of one control -> label rows;
+- ``import_regions(rows, names, place)``: one image's raw label rows -> regions (``Place``);
+- ``shown(detections, spec)``: what of the model output ``results`` could show (single choice:
+  the best class), so the holdout scores what annotators get;
+- ``truth(row, width, height)`` and ``shape(det)``: what the holdout scoring compares,
+  and ``overlap(found, truths)``: their IoU-like similarity matrix (``training.scoring``);
+- ``train_classes(spec)``: the class names of its datasets; ``dataset_fields(spec)``: extra
+  ``data.yaml`` keys (pose: ``kpt_shape``, ``flip_idx``).
 
 Two kinds may share a control and result type (boxes and oriented boxes share
 ``RectangleLabels``): the first in ``KINDS`` is the default, and the serving checkpoint's
@@ -29,12 +44,31 @@ Labels, ids, scores and the displayed size are added here, in one envelope
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import convert
+import numpy as np
+
+from .. import convert, overlap
 from ..convert import Detection, Target, YoloBox
-from . import boxes, oriented_boxes, outlines
+from . import boxes, classes, keypoints, masks, oriented_boxes, outlines
+
+if TYPE_CHECKING:  # the label config imports this registry
+    from ..label_config import ControlSpec
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 pixels
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where imported regions go: control and object names, the displayed size, and a seed for their ids."""
+
+    from_name: str
+    to_name: str
+    size: tuple[int, int]
+    seed: str = ""  # region ids: convert.region_id(seed, index)
+    keypoint_names: tuple[str, ...] = ()  # a pose dataset's keypoint names (data.yaml kpt_names, --keypoints)
 
 
 class Kind(Protocol):
@@ -43,6 +77,7 @@ class Kind(Protocol):
     CONTROL: str
     RESULT_TYPE: str
     TASKS: tuple[str, ...]
+    TRAIN_TASK: str
     METRIC: str
 
     def to_value(self, det: Detection, width: int, height: int) -> dict[str, Any]: ...
@@ -54,7 +89,7 @@ class Kind(Protocol):
 
 # The registry: one line per kind. Where two kinds share a control (oriented boxes share
 # RectangleLabels), the first one is the default and ``task`` picks the other.
-KINDS: tuple[Kind, ...] = (boxes, outlines, oriented_boxes)
+KINDS: tuple[Kind, ...] = (boxes, outlines, oriented_boxes, masks, keypoints, classes)
 
 CONTROLS: dict[str, str] = {kind.CONTROL: kind.RESULT_TYPE for kind in KINDS}  # tag -> result type
 RESULT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(kind.RESULT_TYPE for kind in KINDS))
@@ -117,19 +152,25 @@ def detection_to_region(det: Detection, target: Target, width: int, height: int,
                           score=det.score)
 
 
+def each_detection(detections: Sequence[Detection], target: Target, width: int, height: int
+                   ) -> list[dict[str, Any]]:
+    """The default ``results``: a region per detection whose class maps to a label and whose score passes."""
+    return [detection_to_region(det, target, width, height, index) for index, det in enumerate(detections)
+            if det.class_id in target.labels and det.score >= target.threshold_for(det.class_id)]
+
+
 def detections_to_regions(detections: Iterable[Detection], targets: Iterable[Target], width: int, height: int
                           ) -> list[dict[str, Any]]:
-    """Every detection whose class maps to a label and whose score passes, for every target."""
+    """Every region the model's output gives, for every target, by its kind's ``results``."""
     regions: list[dict[str, Any]] = []
     detections = list(detections)
     for target in targets:
-        for index, det in enumerate(detections):
-            if det.class_id in target.labels and det.score >= target.threshold_for(det.class_id):
-                regions.append(detection_to_region(det, target, width, height, index))
+        kind = for_result(target.kind, target.task)
+        regions += getattr(kind, "results", each_detection)(detections, target, width, height)
     return regions
 
 
-# -- YOLO label line -> Label Studio (import) -----------------------------------------------------
+# -- YOLO label rows -> Label Studio (import) -----------------------------------------------------
 def label_to_region(label: YoloBox, name: str, result_type: str, *, from_name: str, to_name: str,
                     size: tuple[int, int], region_id: str, score: float | None = None, task: str | None = None
                     ) -> dict[str, Any]:
@@ -139,7 +180,7 @@ def label_to_region(label: YoloBox, name: str, result_type: str, *, from_name: s
                           to_name=to_name, size=size, region_id=region_id, score=score)
 
 
-# -- Label Studio -> YOLO label lines (training and export) -------------------------------------
+# -- Label Studio -> YOLO label rows (training and export) ----------------------------------------
 def region_line(region: dict[str, Any], class_ids: Mapping[str, int], task: str | None = None) -> str | None:
     """One region's YOLO row for a ``task`` dataset (obb: oriented); None: another kind, unknown label, no area."""
     if region.get("type") not in RESULT_TYPES:
@@ -154,15 +195,22 @@ def region_line(region: dict[str, Any], class_ids: Mapping[str, int], task: str 
 
 
 def annotation_lines(annotation: dict[str, Any], class_ids: Mapping[str, int], from_name: str | None = None,
-                     to_name: str | None = None, task: str | None = None) -> list[str]:
-    """The label file of one annotation: a row per region of the control (every control when None)."""
-    lines = []
-    for region in annotation.get("result") or []:
-        if (from_name and region.get("from_name") != from_name) or (to_name and region.get("to_name") != to_name):
-            continue
-        line = region_line(region, class_ids, task)
-        if line is not None:
-            lines.append(line)
+                     to_name: str | None = None, task: str | None = None,
+                     spec: ControlSpec | None = None) -> list[str]:
+    """The label file of one annotation: a row per region of the control (every control when None).
+
+    With ``spec``, a kind with a ``label_rows`` hook writes the rows from the whole annotation
+    (keypoints group into instances by their boxes, choices name the image's class).
+    """
+    everything = [region for region in annotation.get("result") or [] if isinstance(region, dict)]
+    if spec is not None:
+        kind = for_result(spec.kind, task or spec.task)
+        hook = getattr(kind, "label_rows", None)
+        if hook is not None:  # it reads its own control's regions, and its companions' (keypoints: boxes)
+            return hook(everything, class_ids, spec)
+    regions = [region for region in everything if not (from_name and region.get("from_name") != from_name)
+               and not (to_name and region.get("to_name") != to_name)]
+    lines = [line for line in (region_line(region, class_ids, task) for region in regions) if line is not None]
     return one_row_format([lines])[0]
 
 
@@ -181,3 +229,59 @@ def one_row_format(files: list[list[str]]) -> list[list[str]]:
 def _as_outline(box_line: str) -> str:
     box = convert.parse_yolo_line(box_line)
     return convert.format_points_line(box.class_id, convert.box_corners(box))
+
+
+def class_labels(kind: Kind, spec: ControlSpec, names: Mapping[int, str]) -> dict[int, str]:
+    """Model class id -> what ``spec`` calls it (default: ``label_config.map_classes``; keypoints: instance classes)."""
+    hook = getattr(kind, "class_labels", None)
+    if hook is not None:
+        return dict(hook(spec, names))
+    from ..label_config import map_classes  # the label config imports this registry
+
+    return map_classes(spec, names)
+
+
+# -- training: classes, data.yaml, and what the holdout scoring compares ---------------------------
+def train_classes(kind: Kind, spec: ControlSpec) -> list[str]:
+    """The class names of ``kind``'s datasets for ``spec`` (default: the control's labels)."""
+    hook = getattr(kind, "train_classes", None)
+    return list(hook(spec)) if hook is not None else list(spec.labels)
+
+
+def dataset_fields(kind: Kind, spec: ControlSpec) -> dict[str, Any]:
+    """Extra ``data.yaml`` keys ``kind``'s task needs (pose: ``kpt_shape``, ``flip_idx``)."""
+    hook = getattr(kind, "dataset_fields", None)
+    return dict(hook(spec)) if hook is not None else {}
+
+
+def truth(kind: Kind, row: str, width: int, height: int) -> tuple[int, Box, Any]:
+    """One label row as (class, pixel box, shape) on a ``width x height`` image, for the holdout scoring."""
+    hook = getattr(kind, "truth", None)
+    if hook is not None:
+        return hook(row, width, height)
+    label = convert.parse_yolo_line(row)
+    box = ((label.cx - label.w / 2) * width, (label.cy - label.h / 2) * height,
+           (label.cx + label.w / 2) * width, (label.cy + label.h / 2) * height)
+    shape = tuple((x * width, y * height) for x, y in label.points) if label.points else None
+    return label.class_id, box, shape
+
+
+def shown(kind: Kind, detections: Sequence[Detection], spec: ControlSpec) -> list[Detection]:
+    """The detections an annotator could be shown, before thresholds (default: all; single choice: the best)."""
+    hook = getattr(kind, "shown", None)
+    return list(hook(detections, spec)) if hook is not None else list(detections)
+
+
+def shape(kind: Kind, det: Detection) -> Any:
+    """What of a detection the holdout scoring compares beside its box (default: nothing)."""
+    hook = getattr(kind, "shape", None)
+    return hook(det) if hook is not None else None
+
+
+def similarity(kind: Kind, found: Sequence[tuple[Box, Any]], truths: Sequence[tuple[Box, Any]]) -> np.ndarray:
+    """(found, truths) IoU-like matrix of ``kind``'s geometry (default: box IoU)."""
+    hook = getattr(kind, "overlap", None)
+    if hook is not None:
+        return hook(found, truths)
+    return overlap.box_iou(np.array([b for b, _ in found], float).reshape(-1, 4),
+                           np.array([b for b, _ in truths], float).reshape(-1, 4))

@@ -15,7 +15,8 @@ from ..convert import Detection, YoloBox
 
 CONTROL = "RectangleLabels"
 RESULT_TYPE = "rectanglelabels"
-TASKS = ("detect", "segment")  # both give boxes (``Results.boxes``)
+TASKS = ("detect", "segment", "pose")  # all give boxes (``Results.boxes``)
+TRAIN_TASK = "detect"  # what its datasets train
 METRIC = "mAP50-95"
 
 

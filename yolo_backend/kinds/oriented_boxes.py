@@ -26,14 +26,17 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
 from label_studio_sdk.converter.utils import convert_annotation_to_yolo_obb
 
 from .. import convert
+from .. import overlap as geometry
 from ..convert import Detection, YoloBox
 
 CONTROL = "RectangleLabels"
 RESULT_TYPE = "rectanglelabels"
 TASKS = ("obb",)  # ``Results.obb``
+TRAIN_TASK = "obb"  # what its datasets train
 METRIC = "mAP50-95"
 FORCE_ATTRIBUTE = "model_obb"  # <RectangleLabels model_obb="true">: only an obb checkpoint may serve it
 
@@ -113,3 +116,13 @@ def _box_corners(box: Sequence[float]) -> list[Point]:
 def _area(points: Sequence[Point]) -> float:
     """Shoelace area of a polygon (relative units)."""
     return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, [*points[1:], points[0]]))) / 2
+
+
+def shape(det: Detection) -> tuple[tuple[float, float], ...] | None:
+    """What the holdout scoring compares: the 4 corners (pixels)."""
+    return det.corners
+
+
+def overlap(found: Sequence[tuple[Any, Any]], truths: Sequence[tuple[Any, Any]]) -> np.ndarray:
+    """IoU of the rotated rectangles, not of their bounding boxes."""
+    return geometry.outline_iou(found, truths)

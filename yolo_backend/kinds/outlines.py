@@ -7,14 +7,18 @@ training needs and detect training reads as the outline's bounding box.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from .. import convert
+from .. import overlap as geometry
 from ..convert import Detection, YoloBox
 
 CONTROL = "PolygonLabels"
 RESULT_TYPE = "polygonlabels"
 TASKS = ("segment", "detect")  # a segment model's ``Results.masks.xy``; a detect model's box as 4 points
+TRAIN_TASK = "segment"  # what its datasets train
 METRIC = "mAP50-95"
 MIN_POINTS = 3  # fewer is no area, and a 2-point row would read as a box
 
@@ -46,3 +50,13 @@ def from_yolo(label: YoloBox, width: int = 1, height: int = 1) -> dict[str, Any]
     else:
         points = convert.box_polygon(*convert.yolo_to_percent(label))
     return {"points": points, "closed": True}
+
+
+def shape(det: Detection) -> tuple[tuple[float, float], ...] | None:
+    """What the holdout scoring compares: the mask outline (pixels)."""
+    return det.polygon
+
+
+def overlap(found: Sequence[tuple[Any, Any]], truths: Sequence[tuple[Any, Any]]) -> np.ndarray:
+    """IoU of the outlines, not of their bounding boxes."""
+    return geometry.outline_iou(found, truths)

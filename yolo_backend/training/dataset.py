@@ -12,6 +12,7 @@ run re-links them instead of decoding again (retention deletes the ones no run u
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class Dataset:
     holdout: list[Example]
     skipped: list[str] = field(default_factory=list)  # why some tasks were left out
     control: str = ""  # from_name of the control the labels come from
-
+    task: str = "detect"  # the Ultralytics task it trains (``classify``: ``data_yaml`` is the folder)
 
 
 def training_control(config_xml: str) -> label_config.ControlSpec:
@@ -83,10 +84,12 @@ def upright_copy(source: Path, cache: Path, max_pixels: int) -> Path:
 
 
 def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
-                     media: MediaFetcher, project: str | None = None) -> tuple[list[Example], list[str]]:
+                     media: MediaFetcher, project: str | None = None, kind: kinds.Kind | None = None
+                     ) -> tuple[list[Example], list[str]]:
     """Every task with a usable annotation and a readable image; the reasons for the others."""
     examples, skipped = [], []
-    class_ids = {name: index for index, name in enumerate(spec.labels)}
+    kind = kind or kinds.for_result(spec.kind, spec.task)
+    class_ids = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
     cache = training_images(settings.model_dir_path, project) if project else settings.model_dir_path / TRAINING_IMAGES
     for task in tasks:
         annotation = chosen_annotation(task)
@@ -99,7 +102,7 @@ def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec
             skipped.append(f"task {task.get('id')}: {exc}")
             log.warning("training: task %s left out: %s", task.get("id"), exc)
             continue
-        lines = kinds.annotation_lines(annotation, class_ids, spec.from_name, spec.to_name)
+        lines = kinds.annotation_lines(annotation, class_ids, spec.from_name, spec.to_name, kind.TRAIN_TASK, spec)
         examples.append(Example(task.get("id", len(examples)), image, tuple(lines)))
     return examples, skipped
 
@@ -141,24 +144,51 @@ def carve_val(train: list[Example], fraction: float = 0.15) -> tuple[list[Exampl
     return ordered[size:], ordered[:size]
 
 
-def write_dataset(root: Path, parts: dict[str, list[Example]], labels: list[str]) -> Path:
-    """images/<part>, labels/<part> for each part, and data.yaml naming ``train`` and ``val`` only."""
+def write_dataset(root: Path, parts: dict[str, list[Example]], labels: list[str], task: str = "detect",
+                  fields: dict[str, Any] | None = None) -> Path:
+    """images/<part>, labels/<part> for each part, and data.yaml naming ``train`` and ``val`` only.
+
+    A ``classify`` dataset is Ultralytics' class folders instead, ``<part>/<label>/`` (an
+    image with several choices sits in each of their folders); its folder is the data.
+    """
+    if task == "classify":
+        return _write_class_folders(root, parts, labels)
     for name, part in parts.items():
         (root / "images" / name).mkdir(parents=True, exist_ok=True)
         (root / "labels" / name).mkdir(parents=True, exist_ok=True)
         for example in part:
             stem = f"task-{example.task_id}"
-            link = root / "images" / name / f"{stem}.jpg"
-            try:
-                os.link(example.image, link)
-            except OSError:  # another file system: copy
-                link.write_bytes(example.image.read_bytes())
+            _link(example.image, root / "images" / name / f"{stem}.jpg")
             (root / "labels" / name / f"{stem}.txt").write_text("".join(f"{line}\n" for line in example.lines))
     names = "".join(f"  {index}: {_yaml_string(label)}\n" for index, label in enumerate(labels))
+    extra = "".join(f"{key}: {json.dumps(value)}\n" for key, value in (fields or {}).items())  # JSON is YAML
     data_yaml = root / "data.yaml"
     data_yaml.write_text(f"path: {_yaml_string(str(root.resolve()))}\ntrain: images/train\nval: images/val\n"
-                         f"names:\n{names}")
+                         f"{extra}names:\n{names}")
     return data_yaml
+
+
+def _write_class_folders(root: Path, parts: dict[str, list[Example]], labels: list[str]) -> Path:
+    for name, part in parts.items():
+        for label in labels:  # every class folder, empty or not: Ultralytics counts classes by folders
+            (root / name / _folder_name(label)).mkdir(parents=True, exist_ok=True)
+        for example in part:
+            for line in dict.fromkeys(example.lines):
+                _link(example.image, root / name / _folder_name(labels[int(line.split()[0])]) /
+                      f"task-{example.task_id}.jpg")
+    return root
+
+
+def _folder_name(label: str) -> str:
+    """A label as a folder name: path separators and leading dots cannot name a folder."""
+    return label.replace("/", "\u2215").replace("\\", "\u2216").lstrip(".") or "_"
+
+
+def _link(source: Path, link: Path) -> None:
+    try:
+        os.link(source, link)
+    except OSError:  # another file system: copy
+        link.write_bytes(source.read_bytes())
 
 
 def _yaml_string(text: str) -> str:
@@ -167,13 +197,18 @@ def _yaml_string(text: str) -> str:
 
 
 def build_dataset(root: Path, tasks: list[dict[str, Any]], config_xml: str, settings: Settings,
-                  media: MediaFetcher | None = None, project: str | None = None) -> Dataset:
-    """The whole step: choose annotations, fetch upright images, hold out, carve val, write."""
+                  media: MediaFetcher | None = None, project: str | None = None,
+                  kind: kinds.Kind | None = None) -> Dataset:
+    """The whole step: choose annotations, fetch upright images, hold out, carve val, write.
+
+    ``kind`` (default: the control's own) decides the rows, the classes and the layout.
+    """
     spec = training_control(config_xml)
+    kind = kind or kinds.for_result(spec.kind, spec.task)
     examples, skipped = collect_examples(tasks, spec, settings, media or MediaFetcher.from_settings(settings),
-                                         project)
+                                         project, kind)
     rest, holdout = split(examples, settings.train_holdout, settings.train_min_holdout)
     train, val = carve_val(rest)
-    labels = list(spec.labels)
-    data_yaml = write_dataset(root, {"train": train, "val": val}, labels)
-    return Dataset(data_yaml, labels, train, val, holdout, skipped, spec.from_name)
+    labels = kinds.train_classes(kind, spec)
+    data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK, kinds.dataset_fields(kind, spec))
+    return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK)

@@ -14,9 +14,12 @@ threshold, so every threshold's counts come from one matching.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
+
+from ..overlap import box_iou
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # mAP50-95, as COCO and Ultralytics
 MATCH_IOU = 0.5  # a pre-label is useful when it overlaps an object of its class this much
@@ -30,20 +33,33 @@ class Found:
     label: int
     score: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 pixels
+    shape: Any = None  # the kind's own geometry (outline, corners, keypoints), compared by ``ious``
 
 
 @dataclass(frozen=True)
 class Truth:
     label: int
     box: tuple[float, float, float, float]
+    shape: Any = None
 
 
 @dataclass(frozen=True)
 class Image:
-    """One holdout image: what the model found and what the annotator drew."""
+    """One holdout image: what the model found, what the annotator drew, and how much each pair overlaps.
+
+    ``ious`` (found x truth) comes from the kind's geometry (``kinds.similarity``: masks by
+    their outlines, keypoints by OKS); without it, boxes by IoU. Computed once per image.
+    """
 
     found: tuple[Found, ...]
     truth: tuple[Truth, ...]
+    ious: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def overlaps(self) -> np.ndarray:
+        if self.ious is not None:
+            return self.ious
+        return box_iou(np.array([f.box for f in self.found], float).reshape(-1, 4),
+                       np.array([t.box for t in self.truth], float).reshape(-1, 4))
 
 
 @dataclass(frozen=True)
@@ -59,19 +75,16 @@ class Scores:
     f1: float
     f1_default: float  # at MODEL_SCORE_THRESHOLD for every class, for reference
     thresholds: str  # how f1's thresholds were chosen: "control", "default", "per-class (...)"
+    top1: float = 0.0  # share of images whose best-scored prediction is an annotated class (classes' metric)
+    metric: str = "mAP50-95"  # the kind's holdout metric, which must not fall for a promotion
+
+    @property
+    def quality(self) -> float:
+        """The value of ``metric``."""
+        return self.top1 if self.metric == "top-1" else self.map50_95
 
     def to_json(self) -> dict[str, object]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (n, 4) with every box in ``b`` (m, 4)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 def match(image: Image, iou_min: float = MATCH_IOU) -> list[bool]:
@@ -79,7 +92,7 @@ def match(image: Image, iou_min: float = MATCH_IOU) -> list[bool]:
     hits = [False] * len(image.found)
     if not image.found or not image.truth:
         return hits
-    ious = _iou(np.array([f.box for f in image.found], float), np.array([t.box for t in image.truth], float))
+    ious = image.overlaps()
     claimed: set[int] = set()
     for i in sorted(range(len(image.found)), key=lambda k: -image.found[k].score):
         best, best_iou = -1, iou_min
@@ -150,7 +163,12 @@ def counts(images: Sequence[Image], thresholds: Sequence[float]) -> Counts:
 def best_thresholds(images: Sequence[Image], n_labels: int, default: float) -> dict[int, float]:
     """Per label with objects in ``images``: the score threshold of highest F1 (ties: the higher one).
 
-    Labels without any annotated object keep ``default`` (they are left out of the result).
+    The threshold sits midway between the lowest score the best cut keeps and the highest it
+    drops: a cut at the lowest kept score itself would hide the same object on a new image
+    scored a hair lower (scores move between images, and between runs of the same recipe).
+    A best cut that keeps every prediction of the label is lowered to ``default``, as the
+    holdout gives no reason for it. Labels without any annotated object keep ``default``
+    (they are left out of the result).
     """
     chosen: dict[int, float] = {}
     for label in range(n_labels):
@@ -159,7 +177,7 @@ def best_thresholds(images: Sequence[Image], n_labels: int, default: float) -> d
             continue
         scored = sorted(((f.score, hit) for image in images for f, hit in zip(image.found, match(image))
                          if f.label == label and f.score >= MIN_THRESHOLD), reverse=True)
-        best_f1, best = -1.0, max(default, MIN_THRESHOLD)
+        best_f1, best, below = -1.0, max(default, MIN_THRESHOLD), None
         tp = fp = 0
         for index, (score, hit) in enumerate(scored):
             tp, fp = tp + hit, fp + (not hit)
@@ -168,6 +186,13 @@ def best_thresholds(images: Sequence[Image], n_labels: int, default: float) -> d
             f1 = 2 * tp / (2 * tp + fp + (objects - tp))
             if f1 > best_f1 + 1e-12:
                 best_f1, best = f1, score
+                below = scored[index + 1][0] if index + 1 < len(scored) else None
+        if below is not None:
+            best = (best + below) / 2
+        elif scored:
+            # the best cut drops nothing: the holdout shows no score below which predictions go wrong, so
+            # the threshold is no higher than the default (a confident classifier's 0.98 would hide 0.97s)
+            best = max(min(best, default), MIN_THRESHOLD)
         chosen[label] = round(float(best), 4)
     return chosen
 
@@ -185,8 +210,17 @@ def cross_fitted(images: Sequence[Image], n_labels: int, default: float) -> Coun
     return total
 
 
+def top1(images: Sequence[Image]) -> float:
+    """Share of images with annotated classes whose best-scored prediction is one of them."""
+    judged = [image for image in images if image.truth]
+    hits = sum(1 for image in judged if image.found and
+               max(image.found, key=lambda f: f.score).label in {t.label for t in image.truth})
+    return hits / len(judged) if judged else 0.0
+
+
 def score(images: Sequence[Image], n_labels: int, default: float, served_thresholds: Sequence[float] | None = None,
-          control_threshold: float | None = None, choose_per_class: bool = False) -> Scores:
+          control_threshold: float | None = None, choose_per_class: bool = False, metric: str = "mAP50-95"
+          ) -> Scores:
     """All holdout scores of one model.
 
     The thresholds ``f1`` uses, in Label Studio's order of precedence: the control's
@@ -207,22 +241,24 @@ def score(images: Sequence[Image], n_labels: int, default: float, served_thresho
         served, how = at_default, "default"
     return Scores(images=len(images), objects=sum(len(i.truth) for i in images), map50_95=map50_95, map50=map50,
                   precision=served.precision, recall=served.recall, f1=served.f1, f1_default=at_default.f1,
-                  thresholds=how)
+                  thresholds=how, top1=top1(images), metric=metric)
 
 
 def decide(candidate: Scores, served: Scores, min_gain: float) -> tuple[bool, str]:
-    """The promotion rule: better pre-labels by a margin, and boxes no worse.
+    """The promotion rule: better pre-labels by a margin, and the kind's metric no worse.
 
     Promote only when the candidate's F1 at its serving thresholds beats the served model's
-    by at least ``min_gain`` and its mAP50-95 is not lower. Ties keep the served model.
+    by at least ``min_gain`` and its metric (mAP50-95; top-1 for classes) is not lower. Ties
+    keep the served model.
     """
     gain = candidate.f1 - served.f1
-    facts = (f"F1 {candidate.f1:.3f} vs served {served.f1:.3f}, mAP50-95 {candidate.map50_95:.3f} vs "
-             f"{served.map50_95:.3f} on {candidate.images} holdout images")
+    facts = (f"F1 {candidate.f1:.3f} vs served {served.f1:.3f}, {candidate.metric} {candidate.quality:.3f} vs "
+             f"{served.quality:.3f} on {candidate.images} holdout images")
     if gain < min_gain - 1e-9:
         return False, f"pre-labels not better by PROMOTE_MIN_GAIN={min_gain:g}: {facts}"
-    if candidate.map50_95 < served.map50_95 - 1e-9:
-        return False, f"boxes worse (mAP50-95 fell): {facts}"
+    if candidate.quality < served.quality - 1e-9:
+        return False, f"{'boxes' if candidate.metric == 'mAP50-95' else 'classes'} worse ({candidate.metric} fell): " \
+                      f"{facts}"
     if gain <= 1e-9:
         return True, f"as good, and PROMOTE_MIN_GAIN={min_gain:g} promotes ties: {facts}"
     return True, f"better pre-labels: {facts}"

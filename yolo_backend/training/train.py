@@ -7,11 +7,13 @@ the training process only (local runner child or ``rq worker``), never in a web 
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import kinds
 from ..config import Settings
 from ..model_store import UNTRAINED, checkpoint_version
 from . import scoring, state
@@ -54,14 +56,20 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     # collect: Label Studio is the source of truth (the webhook body is never used)
     data = load_project(settings, project, source)
 
-    # write dataset: upright images, YOLO boxes; a holdout Ultralytics never sees, a val split carved from train
-    dataset = build_dataset(work / "dataset", data.tasks, data.label_config, settings, project=project)
-    used.update(e.image for e in (*dataset.train, *dataset.val, *dataset.holdout))
+    # the kind the control trains: its own, or the one its served checkpoint's task picks (obb)
+    registry = Registry(settings.model_dir_path, project)
     spec = training_control(data.label_config)
+    served = _served_now(settings, registry, spec.model_path)
+    shared = sum(1 for k in kinds.KINDS if spec.kind == k.RESULT_TYPE) > 1  # boxes or oriented boxes: the checkpoint
+    kind = kinds.for_result(spec.kind, spec.task or (served.task() if shared else None))
+
+    # write dataset: upright images, the kind's rows; a holdout Ultralytics never sees, a val split carved from train
+    dataset = build_dataset(work / "dataset", data.tasks, data.label_config, settings, project=project, kind=kind)
+    used.update(e.image for e in (*dataset.train, *dataset.val, *dataset.holdout))
     labeled = len(dataset.train) + len(dataset.val) + len(dataset.holdout)
     run.metrics.update(train_images=len(dataset.train), val_images=len(dataset.val),
                        holdout_images=len(dataset.holdout), skipped_tasks=len(dataset.skipped),
-                       labels=dataset.labels, control=spec.from_name)
+                       labels=dataset.labels, control=spec.from_name, task=kind.TRAIN_TASK, metric=kind.METRIC)
     needed = max(settings.train_min_images, settings.train_min_holdout + 2)  # a floor-sized holdout + 2 to train
     if labeled < needed:
         state.not_started(run, f"need {needed - labeled} more labeled images ({labeled} of {needed}: "
@@ -71,11 +79,10 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
 
     from . import fitting  # imports torch/Ultralytics: only once there is something to train
 
-    # train: from the served version if there is one, else from the base
-    registry = Registry(settings.model_dir_path, project)
-    served = _served_now(settings, registry)
-    start = str(served.path) if served.trained else _base_start(settings)
-    run.metrics["started_from"] = Path(start).name
+    # train: from the served version if there is one, else from the base (its backbone, for another task)
+    start, pretrained = (str(served.path), None) if served.trained else _base_start(settings, spec.model_path,
+                                                                                       kind.TRAIN_TASK, served)
+    run.metrics["started_from"] = Path(start).name + (f" with {Path(pretrained).name}'s weights" if pretrained else "")
 
     def progress(info: dict) -> None:
         run.progress = info
@@ -83,21 +90,21 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         log.info("project %s: run %s epoch %d/%d loss %s elapsed %.0f s remaining %.0f s", project, run.run_id,
                  info["epoch"], info["epochs"], info["loss"], info["elapsed_s"], info["remaining_s"])
 
-    candidate = fitting.fit(start, dataset.labels, dataset.data_yaml, work, settings, progress)
+    candidate = fitting.fit(start, dataset.labels, dataset.data_yaml, work, settings, progress, pretrained)
 
     # evaluate: both models on the same holdout, as the service would serve them to annotators
     run.progress = {**run.progress, "phase": "scoring on the holdout"}
     book.save(run)
     labels, default = dataset.labels, settings.model_score_threshold
-    found = fitting.predict_holdout(candidate, dataset.holdout, spec, settings)
+    found = fitting.predict_holdout(candidate, dataset.holdout, spec, settings, kind)
     scores = scoring.score(found, len(labels), default, control_threshold=spec.threshold,
-                           choose_per_class=settings.class_thresholds)
-    baseline_found = (fitting.predict_holdout(served.path, dataset.holdout, spec, settings) if served.path
-                      else fitting.no_model(dataset.holdout))
+                           choose_per_class=settings.class_thresholds, metric=kind.METRIC)
+    baseline_found = (fitting.predict_holdout(served.path, dataset.holdout, spec, settings, kind) if served.path
+                      else fitting.no_model(dataset.holdout, kind))
     own = [served.thresholds.get(label, default) for label in labels] if served.thresholds and \
         settings.class_thresholds else None
     baseline = scoring.score(baseline_found, len(labels), default, served_thresholds=own,
-                             control_threshold=spec.threshold)
+                             control_threshold=spec.threshold, metric=kind.METRIC)
     run.metrics["candidate"] = scores.to_json()
     run.metrics["served"] = {**baseline.to_json(), "version": served.version}
 
@@ -136,14 +143,26 @@ class _Served:
     thresholds: dict[str, float]
     trained: bool
 
+    def task(self) -> str | None:
+        """Its Ultralytics task (None: no weights); loads the checkpoint, so asked only when it decides something."""
+        return _checkpoint_task(str(self.path)) if self.path is not None else None
 
-def _served_now(settings: Settings, registry: Registry) -> _Served:
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_task(path: str) -> str | None:
+    from ..detector import load_ultralytics
+
+    return getattr(load_ultralytics(Path(path)), "task", None)
+
+
+def _served_now(settings: Settings, registry: Registry, model_path: str | None = None) -> _Served:
+    """The project's served version, else the control's base (its model_path, else MODEL_PATH), else nothing."""
     served_name = registry.load()["served"]
     entry = registry.served()
     if entry is not None and registry.checkpoint(entry).is_file():
         return _Served(registry.checkpoint(entry), entry["version"], served_name, dict(entry.get("thresholds") or {}),
                        True)
-    base = settings.model_root_path / settings.model_path
+    base = settings.model_root_path / (model_path or settings.model_path)
     if base.is_file():
         return _Served(base, checkpoint_version(base), served_name, {}, False)
     return _Served(None, UNTRAINED, served_name, {}, False)
@@ -162,7 +181,36 @@ def _prepare_runtime(candidate: Path, dataset: Dataset, settings: Settings) -> t
     return {**verdict.to_json(), "key": runtime.content_key(candidate)}, imgsz
 
 
-def _base_start(settings: Settings) -> str:
-    """MODEL_PATH under MODEL_ROOT; without weights there, its architecture (yolov5nu.pt -> yolov5nu.yaml)."""
-    base = settings.model_root_path / settings.model_path
-    return str(base) if base.is_file() else f"{Path(settings.model_path).stem}.yaml"
+TASK_SUFFIX = {"detect": "", "segment": "-seg", "obb": "-obb", "pose": "-pose", "classify": "-cls"}
+FALLBACK_FAMILY = "yolo11n"  # a family Ultralytics has every task's architecture of
+
+
+def _base_start(settings: Settings, model_path: str | None, task: str, served: _Served) -> tuple[str, str | None]:
+    """(model, weights to start it from) for a project's first run of a ``task`` control.
+
+    The base checkpoint (the control's model_path, else MODEL_PATH) when it is a ``task``
+    model; for another task, that task's architecture of the same family, starting from the
+    base's matching weights (``yolo train model=yolo11n-seg.yaml pretrained=yolo11n.pt``);
+    without weights, the architecture alone.
+    """
+    name = Path(model_path or settings.model_path).stem
+    if served.path is not None and served.task() == task:
+        return str(served.path), None
+    return architecture(name, task), (str(served.path) if served.path is not None else None)
+
+
+def architecture(name: str, task: str) -> str:
+    """``task``'s architecture yaml of ``name``'s family (yolo11n-pose.pt, obb -> yolo11n-obb.yaml)."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    for suffix in TASK_SUFFIX.values():
+        if suffix and name.endswith(suffix):
+            name = name[: -len(suffix)]
+    for family in (name, FALLBACK_FAMILY):
+        candidate = f"{family}{TASK_SUFFIX[task]}.yaml"
+        try:
+            yaml_model_load(candidate)
+        except (FileNotFoundError, OSError):
+            continue
+        return candidate
+    return f"{FALLBACK_FAMILY}{TASK_SUFFIX[task]}.yaml"

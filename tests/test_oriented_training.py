@@ -1,0 +1,154 @@
+"""Oriented boxes retrained from submitted rotated rectangles: obb rows, scored by rotated IoU, promoted.
+
+The whole loop as in production, minus the Label Studio API call: annotated tasks in Label
+Studio's format (rotated ``rectanglelabels``), the trainer's child process, the promotion
+gate, then ``/predict`` serving the new version's rotated rectangles.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.support import rotated_shapes
+from tests.support.shapes_project import export_file
+from tests.support.training_runs import train_once
+from yolo_backend import convert, kinds, overlap
+from yolo_backend.config import Settings
+from yolo_backend.kinds import oriented_boxes
+from yolo_backend.training import scoring
+
+PROJECT = "21"
+CONFIG = """<View><Image name="image" value="$image"/>
+<RectangleLabels name="label" toName="image" model_obb="true"><Label value="red"/><Label value="blue"/>
+</RectangleLabels></View>"""
+
+
+def rotated_task(doc_root: Path, seed: int, task_id: int, orientation: int = 1) -> dict[str, Any]:
+    """One task as Label Studio stores it: rotated rectangles in percent of the displayed image."""
+    sample = rotated_shapes.write(doc_root / "rot", seed, orientation)
+    results = []
+    for index, (cls, corners) in enumerate(sample.objects):
+        value = oriented_boxes.value_from_corners(corners, sample.width, sample.height)
+        results.append(convert.region(value, ("red", "blue")[cls], result_type="rectanglelabels",
+                                      from_name="label", to_name="image", size=(sample.width, sample.height),
+                                      region_id=f"t{task_id}-{index}"))
+    return {"id": task_id, "data": {"image": f"/data/local-files/?d=rot/{sample.path.name}"},
+            "annotations": [{"id": 10 * task_id, "result": results, "was_cancelled": False, "ground_truth": False,
+                             "created_at": "2025-01-01T00:00:00Z"}],
+            "_truth": sample.objects}
+
+
+def test_rotated_iou_is_the_rectangles_not_their_bounds() -> None:
+    """Two thin rectangles crossing at 90 degrees share their bounding box but barely overlap."""
+    a = rotated_shapes.corners(100, 100, 120, 20, 45)
+    b = rotated_shapes.corners(100, 100, 120, 20, -45)
+    bounds = [(min(x for x, _ in c), min(y for _, y in c), max(x for x, _ in c), max(y for _, y in c)) for c in (a, b)]
+    ious = kinds.similarity(oriented_boxes, [(bounds[0], a)], [(bounds[1], b)])
+    assert overlap.box_iou(np.array(bounds[:1]), np.array(bounds[1:]))[0, 0] > 0.99
+    expected = 20 * 20 / (2 * 120 * 20 - 20 * 20)  # the crossing square over the union
+    assert math.isclose(ious[0, 0], expected, abs_tol=0.01), ious
+    same = kinds.similarity(oriented_boxes, [(bounds[0], a)], [(bounds[0], tuple(reversed(a)))])
+    assert same[0, 0] > 0.98  # corner order does not matter
+
+
+def test_an_obb_annotation_trains_as_an_obb_row_and_scores_by_its_corners(tmp_path: Path) -> None:
+    from yolo_backend.training.dataset import build_dataset
+
+    tasks = [rotated_task(tmp_path, seed, seed + 1, orientation) for seed, orientation in enumerate((1, 3, 6, 8))]
+    settings = Settings.from_env({}, model_dir=str(tmp_path / "state"), local_files_document_root=str(tmp_path),
+                                 train_holdout=0.5, train_min_holdout=1)
+    dataset = build_dataset(tmp_path / "ds", tasks, CONFIG, settings, kind=oriented_boxes)
+    assert dataset.task == "obb" and dataset.labels == ["red", "blue"]
+    by_id = {task["id"]: task for task in tasks}
+    for example in (*dataset.train, *dataset.val, *dataset.holdout):
+        truth = by_id[example.task_id]["_truth"]
+        assert len(example.lines) == len(truth) and all(len(line.split()) == 9 for line in example.lines)
+        for line, (cls, corners) in zip(example.lines, truth):
+            label, box, shape = kinds.truth(oriented_boxes, line, 320, 256)  # rotated_shapes' displayed size
+            assert label == cls
+            ious = kinds.similarity(oriented_boxes, [(box, shape)], [(box, corners)])
+            assert ious[0, 0] > 0.97, (line, corners)  # the displayed rectangle, whatever the file's EXIF tag
+
+
+def test_scoring_an_oriented_holdout_counts_a_rotated_hit_and_a_bounding_box_miss() -> None:
+    truth_corners = rotated_shapes.corners(100, 100, 120, 20, 45)
+    crossing = rotated_shapes.corners(100, 100, 120, 20, -45)
+    bounds = (100 - 49.5, 100 - 49.5, 100 + 49.5, 100 + 49.5)
+    truth = [scoring.Truth(0, bounds, truth_corners)]
+    found = [scoring.Found(0, 0.9, bounds, crossing), scoring.Found(0, 0.8, bounds, truth_corners)]
+    ious = kinds.similarity(oriented_boxes, [(f.box, f.shape) for f in found], [(t.box, t.shape) for t in truth])
+    image = scoring.Image(tuple(found), tuple(truth), ious)
+    assert scoring.match(image) == [False, True]  # the crossing one has the same bounds, not the same rectangle
+
+
+@pytest.fixture(scope="module")
+def obb_base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MODEL_ROOT with the tiny obb model under other class names: the run must learn the labels."""
+    from ultralytics import YOLO
+
+    from tests.support.tiny_obb import tiny_obb_model
+
+    root = tmp_path_factory.mktemp("obb-base")
+    model = YOLO(str(tiny_obb_model()))
+    model.model.names = {0: "crimson", 1: "navy"}
+    model.save(str(root / "base-obb.pt"))
+    return root
+
+
+@pytest.mark.slow
+def test_an_oriented_project_retrains_promotes_and_serves_rotated_rectangles(tmp_path: Path,
+                                                                             obb_base_root: Path) -> None:
+    from yolo_backend.app import build_backend
+    from yolo_backend.http_api import create_app
+    from yolo_backend.training import ProjectTrainer
+
+    doc_root = tmp_path / "docroot"
+    tasks = [rotated_task(doc_root, 7000 + i, i + 1, (1, 3, 6, 8)[i % 4]) for i in range(30)]
+    settings = Settings.from_env({}, model_root=str(obb_base_root), model_path="base-obb.pt",
+                                 model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root),
+                                 device="cpu", model_score_threshold=0.25, train_imgsz=128, train_epochs=15,
+                                 train_batch=8, train_patience=30, train_min_images=10, runtime="torch")
+    trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks, CONFIG))
+    _, run, seconds = train_once(trainer, PROJECT)
+    before, after = run["metrics"]["served"], run["metrics"]["candidate"]
+    print(f"\nobb holdout ({run['metrics']['holdout_images']} images): mAP50-95 before {before['map50_95']:.3f} "
+          f"after {after['map50_95']:.3f}; F1 before {before['f1']:.3f} after {after['f1']:.3f}; run {seconds:.0f} s")
+    assert run["state"] == "promoted", run
+    assert run["metrics"]["task"] == "obb" and "base-obb.pt" in run["metrics"]["started_from"]
+    assert after["f1"] >= before["f1"] + settings.promote_min_gain and after["map50_95"] > before["map50_95"]
+
+    # the promoted version serves rotated rectangles on fresh images, on the right objects; one fresh
+    # image of two objects missed both in 1 of ~10 CI runs (holdout F1 0.67), so count over four
+    backend = build_backend(settings, trainer=trainer, start=False)
+    backend.store.start(background=False)
+    client = create_app(backend).test_client()
+    fresh = [rotated_shapes.write(doc_root / "fresh", 99_001 + i, (6, 1, 3, 8)[i]) for i in range(4)]
+    answer = client.post("/predict", json={"tasks": [
+        {"id": 1000 + i, "data": {"image": f"/data/local-files/?d=fresh/{sample.path.name}"}}
+        for i, sample in enumerate(fresh)], "project": f"{PROJECT}.1700000000", "label_config": CONFIG})
+    assert answer.status_code == 200, answer.get_json()
+    predictions = answer.get_json()["results"]
+    assert {p["model_version"] for p in predictions} == {f"p{PROJECT}-v1"}
+    regions = [r for p in predictions for r in p["result"]]
+    assert regions and all(r["type"] == "rectanglelabels" and "rotation" in r["value"] for r in regions)
+    hits = sum(rotated_hits(sample, p["result"]) for sample, p in zip(fresh, predictions))
+    objects = sum(len(sample.objects) for sample in fresh)
+    print(f"obb after training: {hits} of {objects} rotated rectangles found on 4 fresh images")
+    assert hits >= objects // 4, (hits, objects, predictions)
+
+
+def rotated_hits(sample: rotated_shapes.RotatedSample, regions: list[dict[str, Any]]) -> int:
+    """How many drawn rectangles a region of the right label covers at rotated IoU >= 0.5."""
+    hits = 0
+    for cls, corners in sample.objects:
+        mine = [oriented_boxes.value_corners(r["value"], sample.width, sample.height) for r in regions
+                if r["value"]["rectanglelabels"] == [("red", "blue")[cls]]]
+        box = (0.0, 0.0, 1.0, 1.0)
+        ious = kinds.similarity(oriented_boxes, [(box, c) for c in mine], [(box, corners)]) if mine else [[0]]
+        hits += float(np.max(ious)) >= 0.5
+    return hits
