@@ -56,6 +56,20 @@ SETTINGS: tuple[Var, ...] = (
         "Private hosts image URLs may reach besides LABEL_STUDIO_URL: host, host:port or CIDR, comma-separated."),
     Var("CACHE_MAX_MB", "2048", int, "Size bound of the downloaded-image cache in MODEL_DIR/cache."),
     Var("MAX_IMAGE_PIXELS", "100000000", int, "Bigger images are refused as decompression bombs."),
+    Var("MAX_VIDEO_MB", "500", int, "Bigger video files are refused (they are streamed to MODEL_DIR/cache, "
+        "never held in memory)."),
+    Var("MAX_VIDEO_SECONDS", "3600", float, "Longer videos are refused, by /predict and yolo-ls alike."),
+    Var("VIDEO_PREDICT_SECONDS", "75", float,
+        "Tracking time /predict may spend on one video task (Label Studio waits 100 s for the whole answer); a "
+        "longer one is stopped with an error naming `yolo-ls prelabel`, which has no such limit."),
+    Var("VIDEO_FRAME_STRIDE", "1", int,
+        "Track every n-th frame of a video (per control: model_frame_stride); Label Studio interpolates between."),
+    Var("VIDEO_TRACKER", "bytetrack", str,
+        "bytetrack, botsort or a tracker yaml under MODEL_ROOT (per control: model_tracker)."),
+    Var("VIDEO_KEYFRAME_IOU", "0.9", float,
+        "A tracked box becomes a keyframe only where Label Studio's interpolation would drift below this IoU."),
+    Var("TRAIN_FRAME_STRIDE", "10", int,
+        "Training takes every n-th frame of an annotated video track (neighbouring frames are near copies)."),
     Var("LOAD_WAIT_SECONDS", "30", float, "How long /predict waits for a loading model before answering 503."),
     Var("MAX_REQUEST_MB", "64", int, "Request bodies above this are answered 413."),
     Var("PORT", "9090", int, "Port the server listens on."),
@@ -141,6 +155,13 @@ class Settings:
     media_allowed_hosts: str
     cache_max_mb: int
     max_image_pixels: int
+    max_video_mb: int
+    max_video_seconds: float
+    video_predict_seconds: float
+    video_frame_stride: int
+    video_tracker: str
+    video_keyframe_iou: float
+    train_frame_stride: int
     load_wait_seconds: float
     max_request_mb: int
     port: int

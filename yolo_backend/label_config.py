@@ -16,11 +16,12 @@ from typing import Mapping
 from label_studio_sdk.label_interface import LabelInterface
 
 from .errors import LabelConfigError
-from .kinds import CONTROLS, oriented_boxes
+from .kinds import CONTROLS, oriented_boxes, video_boxes
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_CONTROLS = CONTROLS  # control tag -> result type, one entry per registered kind
+VIDEO_CONTROLS = {video_boxes.CONTROL: video_boxes.RESULT_TYPE}  # on a <Video>: labels from its <Labels>
 OBB_ATTRIBUTE = oriented_boxes.FORCE_ATTRIBUTE  # <RectangleLabels model_obb="true">: oriented boxes only
 TRUE = ("true", "True", "1")
 
@@ -41,6 +42,7 @@ class ControlSpec:
     options: tuple[tuple[str, str], ...] = ()  # the control's model_* attributes and choice="multiple"
     label_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # label -> its model_* attributes
     box_control: str | None = None  # a <RectangleLabels> on the same image and checkpoint (keypoints' instances)
+    media: str = "image"  # the object tag's kind: "image", or "video" (<VideoRectangle> on a <Video>)
 
     def option(self, name: str, default: str | None = None) -> str | None:
         return dict(self.options).get(name, default)
@@ -106,16 +108,18 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
     seen_kinds: list[str] = []
     for control in interface.controls:
         seen_kinds.append(f"<{control.tag} name={control.name!r}>")
-        kind = SUPPORTED_CONTROLS.get(control.tag)
+        kind = SUPPORTED_CONTROLS.get(control.tag) or VIDEO_CONTROLS.get(control.tag)
         if kind is None or _attr(control, "model_skip") in TRUE:
             continue
+        media = "video" if control.tag in VIDEO_CONTROLS else "image"
         for to_name in control.to_name or []:
             try:
                 obj = interface.get_object(to_name)
             except Exception:  # the SDK raises a bare Exception when toName names no tag
                 obj = None
-            if obj is None or obj.tag != "Image":
+            if obj is None or obj.tag != media.capitalize():
                 continue
+            labels = _video_labels(interface, to_name) if media == "video" else (control,)
             value = obj.value or ""
             specs.append(
                 ControlSpec(
@@ -123,13 +127,14 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
                     to_name=to_name,
                     kind=kind,
                     data_key=value.lstrip("$"),
-                    labels=tuple(control.labels or ()),
-                    predicted_values=_predicted_values(control),
+                    labels=tuple(label for tag in labels for label in tag.labels or ()),
+                    predicted_values=tuple(pair for tag in labels for pair in _predicted_values(tag)),
                     threshold=_threshold(control),
                     model_path=_attr(control, "model_path") or None,
                     task="obb" if _attr(control, OBB_ATTRIBUTE) in TRUE else None,
                     options=_options(control),
-                    label_options=_label_options(control),
+                    label_options=tuple(pair for tag in labels for pair in _label_options(tag)),
+                    media=media,
                 )
             )
     specs = [_with_box_control(spec, specs) for spec in specs]
@@ -137,10 +142,16 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
         found = ", ".join(seen_kinds) or "no control tags"
         raise LabelConfigError(
             f"nothing to predict: this backend needs a {' or '.join(f'<{tag}>' for tag in CONTROLS)} control "
-            f'with toName pointing at an <Image> tag (found {found}). Example: <Image name="image" '
+            f"with toName pointing at an <Image> tag, or a <VideoRectangle> on a <Video> with its <Labels> "
+            f'(found {found}). Example: <Image name="image" '
             'value="$image"/><RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>'
         )
     return tuple(specs)
+
+
+def _video_labels(interface: LabelInterface, video: str) -> tuple[object, ...]:
+    """The ``<Labels>`` controls on a video: a ``<VideoRectangle>`` takes its labels from them."""
+    return tuple(c for c in interface.controls if c.tag == "Labels" and video in (c.to_name or []))
 
 
 def _with_box_control(spec: ControlSpec, specs: list[ControlSpec]) -> ControlSpec:

@@ -132,12 +132,14 @@ class DiskCache:
         with self._lock:
             self._size += size
             if self._size > self.max_bytes:
-                self._evict()
+                self._evict(keep=target)
         return target
 
-    def _evict(self) -> None:
-        files = sorted((f for f in self.folder.iterdir() if f.is_file()), key=lambda f: f.stat().st_mtime)
-        self._size = sum(f.stat().st_size for f in files)
+    def _evict(self, keep: Path | None = None) -> None:
+        """Oldest first down to 90 % of the bound; never ``keep``, the file a caller is about to read."""
+        files = sorted((f for f in self.folder.iterdir() if f.is_file() and f != keep), key=lambda f: f.stat().st_mtime)
+        kept = keep.stat().st_size if keep is not None and keep.is_file() else 0
+        self._size = kept + sum(f.stat().st_size for f in files)
         for f in files:
             if self._size <= self.max_bytes * 0.9:
                 break
@@ -156,12 +158,14 @@ class MediaFetcher:
         timeout: float = 15.0,
         max_pixels: int = 100_000_000,
         allowed_hosts: str = "",
+        max_video_bytes: int = 500 * 2**20,
     ) -> None:
         self.auth = auth
         self.cache = cache
         self.local_root = Path(local_root).resolve() if local_root else None
         self.timeout = timeout
         self.max_pixels = max_pixels
+        self.max_video_bytes = max_video_bytes
         self.policy = UrlPolicy.build(auth.base_url, allowed_hosts)
         self._session = requests.Session()
         for prefix in ("http://", "https://"):
@@ -173,16 +177,17 @@ class MediaFetcher:
         auth = LabelStudioAuth(settings.label_studio_url, settings.label_studio_api_key, settings.http_timeout)
         return cls(auth, DiskCache(settings.cache_dir, settings.cache_max_mb * 2**20),
                    local_root=settings.local_files_document_root, timeout=settings.http_timeout,
-                   max_pixels=settings.max_image_pixels, allowed_hosts=settings.media_allowed_hosts)
+                   max_pixels=settings.max_image_pixels, allowed_hosts=settings.media_allowed_hosts,
+                   max_video_bytes=settings.max_video_mb * 2**20)
 
     def load(self, url: str, task_id: object = None) -> LoadedImage:
         img = open_image(self.local_path(url, task_id), self.max_pixels)
         return LoadedImage(to_bgr(img), img.width, img.height)
 
-    def local_path(self, url: str, task_id: object = None) -> Path:
-        """A readable file holding the image at ``url``."""
+    def local_path(self, url: str, task_id: object = None, what: str = "image") -> Path:
+        """A readable file holding the image (or ``what``) at ``url``: local-files read in place, the rest cached."""
         if not isinstance(url, str) or not url.strip():
-            raise MediaError("the task has no image URL")
+            raise MediaError(f"the task has no {what} URL")
         url = url.strip()
         local = self._local_files_path(url)
         if local is not None:
@@ -190,7 +195,16 @@ class MediaFetcher:
         cached = self.cache.get(url)
         if cached is not None:
             return cached
-        return self.cache.put(url, self._download(url, task_id))
+        return self.cache.put(url, self._download(url, task_id, what))
+
+    def video_path(self, url: str, task_id: object = None) -> Path:
+        """A video file on disk, streamed there in chunks; bigger than MAX_VIDEO_MB is refused."""
+        path = self.local_path(url, task_id, what="video")
+        size = path.stat().st_size
+        if size > self.max_video_bytes:
+            raise MediaError(f"video of {size / 2**20:.0f} MB is larger than MAX_VIDEO_MB "
+                             f"({self.max_video_bytes // 2**20} MB)")
+        return path
 
     def _local_files_path(self, url: str) -> Path | None:
         """Local-files URLs, read straight from the document root when it is mounted here."""
@@ -223,7 +237,7 @@ class MediaFetcher:
             return base + url  # a path on Label Studio; "//x" stays a doubled slash, refused as such
         raise MediaError(f"unsupported image URL scheme {scheme or url[:20]!r}")
 
-    def _download(self, url: str, task_id: object) -> iter[bytes]:  # type: ignore[valid-type]
+    def _download(self, url: str, task_id: object, what: str = "image") -> iter[bytes]:  # type: ignore[valid-type]
         start = self._resolve(url, task_id)
         refreshed = False
         for backoff in (*RETRY_BACKOFF_S, None):
@@ -237,9 +251,13 @@ class MediaFetcher:
             time.sleep(backoff or 0)
         if answer.status_code in (401, 403):
             hint = "set LABEL_STUDIO_API_KEY" if not self.auth.configured else "check LABEL_STUDIO_API_KEY"
-            raise MediaError(f"{url_host(target)} answered {answer.status_code} for the image: {hint}")
+            raise MediaError(f"{url_host(target)} answered {answer.status_code} for the {what}: {hint}")
         if answer.status_code != 200:
-            raise MediaError(f"{url_host(target)} answered HTTP {answer.status_code} for the image")
+            raise MediaError(f"{url_host(target)} answered HTTP {answer.status_code} for the {what}")
+        if what == "video":  # big files: bounded by size, and by time per MB rather than per file
+            limit = self.max_video_bytes
+            deadline = time.monotonic() + 4 * self.timeout * max(1.0, limit / MAX_DOWNLOAD_BYTES)
+            return _bounded(answer, deadline, limit, "video", "MAX_VIDEO_MB")
         return _bounded(answer, time.monotonic() + 4 * self.timeout)
 
     def _get_following_redirects(self, target: str) -> tuple[requests.Response, str]:
@@ -266,17 +284,18 @@ class MediaFetcher:
         return self.auth.header()
 
 
-def _bounded(answer: requests.Response, deadline: float):
-    """The body in chunks, refused past MAX_DOWNLOAD_BYTES or the deadline (a server dribbling bytes)."""
+def _bounded(answer: requests.Response, deadline: float, max_bytes: int = MAX_DOWNLOAD_BYTES, what: str = "image",
+             setting: str = ""):
+    """The body in chunks, refused past ``max_bytes`` or the deadline (a server dribbling bytes)."""
     total = 0
     with answer:
         try:
             while chunk := answer.raw.read1(CHUNK, decode_content=True):  # what arrived: deadline checked often
                 total += len(chunk)
-                if total > MAX_DOWNLOAD_BYTES:
-                    raise MediaError(f"image larger than {MAX_DOWNLOAD_BYTES // 2**20} MB")
+                if total > max_bytes:
+                    raise MediaError(f"{what} larger than {max_bytes // 2**20} MB{f' ({setting})' if setting else ''}")
                 if time.monotonic() > deadline:
-                    raise MediaError(f"{url_host(answer.url)} sent the image too slowly (over 4 x HTTP_TIMEOUT)")
+                    raise MediaError(f"{url_host(answer.url)} sent the {what} too slowly")
                 yield chunk
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise MediaError(f"download from {url_host(answer.url)} broke off: {type(exc).__name__}") from None

@@ -52,7 +52,7 @@ import numpy as np
 
 from .. import convert, overlap
 from ..convert import Detection, Target, YoloBox
-from . import boxes, classes, keypoints, masks, oriented_boxes, outlines
+from . import boxes, classes, keypoints, masks, oriented_boxes, outlines, video_boxes
 
 if TYPE_CHECKING:  # the label config imports this registry
     from ..label_config import ControlSpec
@@ -94,6 +94,9 @@ KINDS: tuple[Kind, ...] = (boxes, outlines, oriented_boxes, masks, keypoints, cl
 CONTROLS: dict[str, str] = {kind.CONTROL: kind.RESULT_TYPE for kind in KINDS}  # tag -> result type
 RESULT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(kind.RESULT_TYPE for kind in KINDS))
 SERVING_TASKS: tuple[str, ...] = tuple(dict.fromkeys(task for kind in KINDS for task in kind.TASKS))
+# Kinds of other media (video_boxes: a whole track per region) are found by tag and result type, but
+# are not image kinds: the per-image paths above (import, export, region rows) never see them.
+MEDIA_KINDS: tuple[Kind, ...] = (video_boxes,)
 
 
 class UnknownKind(ValueError):
@@ -111,7 +114,7 @@ def for_result(result_type: str, task: str | None = None) -> Kind:
 
 
 def _find(attribute: str, name: str, task: str | None, what: str, known: str) -> Kind:
-    matching = [kind for kind in KINDS if getattr(kind, attribute) == name]
+    matching = [kind for kind in (*KINDS, *MEDIA_KINDS) if getattr(kind, attribute) == name]
     if not matching:
         raise UnknownKind(f"no kind handles {what} (known: {known}): use one of those, or add a module "
                           "under yolo_backend/kinds/ and a line to KINDS")
