@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,6 +21,8 @@ from yolo_backend.errors import BackendError, BadRequest, LabelConfigError, Medi
 from yolo_backend.media import LoadedImage, MediaFetcher, url_host
 from yolo_backend.metrics import Metrics
 from yolo_backend.model_store import ModelStore, ServedModel
+from yolo_backend.video import frames as video_frames
+from yolo_backend.video import predict as video_predict
 
 log = logging.getLogger("yolo_backend.model")
 
@@ -154,8 +156,14 @@ class YOLOBackend:
 
     # -- predict --------------------------------------------------------------
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
-                project: Any = None, label_config_xml: str = "") -> list[dict[str, Any]]:
-        """One prediction per task, in order; a task whose image fails gets an empty result."""
+                project: Any = None, label_config_xml: str = "", video_deadline: bool = True,
+                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+        """One prediction per task, in order; a task whose image or video fails gets an empty result.
+
+        ``video_deadline``: video tracking stops after VIDEO_PREDICT_SECONDS (Label Studio's wait);
+        ``yolo-ls prelabel`` turns it off and follows ``progress(frames done, total)`` instead.
+        """
+        deadline = time.monotonic() + self.settings.video_predict_seconds if video_deadline else None
         specs = label_config.parse(label_config_xml)
         pid = project_id(project)
         self._remember(pid, specs)
@@ -171,9 +179,9 @@ class YOLOBackend:
         # share one inference, at the lowest threshold any of them needs.
         shared: dict[tuple[int, str], list[label_config.ControlSpec]] = {}
         for spec, served in models.items():
-            if served.detector is not None and targets[spec] is not None:
+            if served.detector is not None and targets[spec] is not None and spec.media == "image":
                 shared.setdefault((id(served.detector), spec.data_key), []).append(spec)
-        for group in self._fetch_groups(tasks, specs, failures):
+        for group in self._fetch_groups(tasks, tuple(s for s in specs if s.media == "image"), failures):
             for alike in shared.values():
                 jobs = [job for job in group if job.spec == alike[0]]
                 if not jobs:
@@ -188,12 +196,36 @@ class YOLOBackend:
                     self.metrics.inference.observe(per_image)
                     regions[job.task_index] += kinds.detections_to_regions(
                         detections, chosen, job.image.width, job.image.height)  # type: ignore[arg-type]
+        videos = {spec: target for spec, target in targets.items() if spec.media == "video" and target is not None}
+        if videos:
+            self._track_videos(tasks, videos, models, regions, failures, deadline, progress)
         if failures and len(tasks) == 1:
             raise failures[0]
         failed = {id(f.task) for f in failures}  # type: ignore[attr-defined]
         self.metrics.tasks.labels("failed").inc(len(failed))
         self.metrics.tasks.labels("ok").inc(len(tasks) - len(failed))
         return [convert.task_prediction(regions[i], versions) for i in range(len(tasks))]
+
+    def _track_videos(self, tasks: list[dict[str, Any]], targets: dict[label_config.ControlSpec, convert.Target],
+                      models: dict[label_config.ControlSpec, ServedModel], regions: list[list[dict[str, Any]]],
+                      failures: list[MediaError], deadline: float | None,
+                      progress: Callable[[int, int], None] | None) -> None:
+        """Each video task's tracks, one task at a time (a video is streamed from disk, never held whole)."""
+        options = {spec: video_predict.options_for(target, self.settings) for spec, target in targets.items()}
+        for index, task in enumerate(tasks):
+            if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+                raise BadRequest(f"tasks[{index}] must be an object with a 'data' object")
+            for spec, target in targets.items():
+                url = task["data"].get(spec.data_key)
+                try:
+                    path = self.media.video_path(url, task.get("id"))
+                    info = video_frames.probe(path, self.settings.max_video_seconds, self.settings.max_image_pixels)
+                    started = time.perf_counter()
+                    regions[index] += video_predict.video_regions(
+                        path, info, target, models[spec].detector, options[spec], deadline=deadline, progress=progress)
+                    self.metrics.inference.observe(time.perf_counter() - started)
+                except BackendError as exc:
+                    failures.append(self._failed(exc, task, spec, url))
 
     def _target(self, spec: label_config.ControlSpec, served: ServedModel, box_control: str | None = None
                 ) -> convert.Target | None:
@@ -256,7 +288,7 @@ class YOLOBackend:
         error.task = task  # type: ignore[attr-defined]
         self.metrics.errors.labels(exc.kind).inc()
         host = url_host(url) if isinstance(url, str) else "-"
-        log.warning("task %s: image %r from %s failed: %s", task.get("id"), spec.data_key, host, exc)
+        log.warning("task %s: %s %r from %s failed: %s", task.get("id"), spec.media, spec.data_key, host, exc)
         return error
 
     def _load(self, url: Any, task_id: Any) -> LoadedImage:

@@ -123,6 +123,9 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:
                         "%(default)s)")
     p.add_argument("--test", type=float, default=0.0,
                    help="share of tasks in test, taken from the training part (default %(default)s)")
+    p.add_argument("--frame-stride", type=int, default=_setting("TRAIN_FRAME_STRIDE"),
+                   help="a <VideoRectangle> control: every n-th frame of annotated tracks, plus their keyframes, "
+                        "as training does (default: $TRAIN_FRAME_STRIDE, %(default)s)")
     p.add_argument("--document-root",
                    default=_env("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
                    help="read /data/local-files/ images from this folder instead of over HTTP")
@@ -212,11 +215,15 @@ def _run_export(args: argparse.Namespace) -> int:
     kind = kinds.for_result(spec.kind, task or spec.task) if spec else None
     task = task or (kind.TRAIN_TASK if kind and kind.TRAIN_TASK in ("pose", "classify", "obb") else None)
     names = _classes(args.classes) or (kinds.train_classes(kind, spec) if kind and spec else None) or label_names(tasks)
-    options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val, task=task, spec=spec)
+    video = spec is not None and spec.media == "video"  # frames of annotated tracks, named task-<id>-frame-<n>
+    options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val, task=task, spec=spec,
+                            frame_stride=int(args.frame_stride), max_video_seconds=float(_setting("MAX_VIDEO_SECONDS")))
     with tempfile.TemporaryDirectory(prefix="yolo-ls-export-") as cache:
         fetcher = MediaFetcher(LabelStudioAuth(args.url, args.api_key), DiskCache(Path(cache), 2**40),
-                               local_root=args.document_root or "", allowed_hosts=args.allowed_hosts)
-        report = write_dataset(tasks, args.output, names, fetcher.local_path, options, args.progress)
+                               local_root=args.document_root or "", allowed_hosts=args.allowed_hosts,
+                               max_video_bytes=int(_setting("MAX_VIDEO_MB")) * 2**20)
+        fetch = fetcher.video_path if video else fetcher.local_path
+        report = write_dataset(tasks, args.output, names, fetch, options, args.progress)
     _list_problems("left out", [f"task {task_id}: {reason}" for task_id, reason in report.left_out])
     print(f"{report.summary()} -> {args.output / 'data.yaml'} (classes: {', '.join(names)})")
     return 0

@@ -170,12 +170,14 @@ class Detector:
         """The first call pays for lazy initialisation; pay it at load, not in a request."""
         self.detect([np.zeros((64, 64, 3), dtype=np.uint8)], conf=0.99)
 
-    def detect(self, images: Sequence[np.ndarray], conf: float = 0.25) -> list[list[Detection]]:
-        """Detections for each BGR image, in that image's pixel coordinates."""
+    def detect(self, images: Sequence[np.ndarray], conf: float = 0.25, iou: float | None = None
+               ) -> list[list[Detection]]:
+        """Detections for each BGR image, in that image's pixel coordinates (``iou``: NMS, default IOU)."""
         out: list[list[Detection]] = []
         for start in range(0, len(images), self.batch_size):
             batch = list(images[start:start + self.batch_size])
-            options = dict(imgsz=self.imgsz, conf=conf, iou=self.iou, max_det=self.max_det, device=self.device,
+            options = dict(imgsz=self.imgsz, conf=conf, iou=self.iou if iou is None else iou, max_det=self.max_det,
+                           device=self.device,
                            verbose=False)
             if self.half:
                 options["half"] = True

@@ -7,11 +7,16 @@ function training uses. The split is training's: val is exactly the holdout a tr
 with ``TRAIN_HOLDOUT``/``TRAIN_MIN_HOLDOUT`` equal to ``--val``/``--min-val`` scores on
 (ranked by task id, with its floor), and test, when asked for, comes out of the training
 part by another salt. So a task lands in the same split on every run.
+
+A ``<VideoRectangle>`` control exports frames (``write_video_frames``): the frames
+training samples from each annotated video, named ``task-<id>-frame-<n>``, with the
+interpolated boxes as rows; val is training's holdout of whole videos.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +31,8 @@ from . import kinds
 from .label_config import ControlSpec
 from .progress import bar
 from .training.collect import chosen_annotation  # the same rules training uses
-from .training.dataset import rank, split
+from .training.dataset import rank, split, split_tasks
+from .video import annotations, frames
 from .yolo_folder import IMAGE_SUFFIXES
 
 __all__ = ["chosen_annotation"]
@@ -88,6 +94,8 @@ class ExportOptions:
     min_val: int = 5  # training's TRAIN_MIN_HOLDOUT default: the val (holdout) floor
     task: str | None = None  # the Ultralytics task ("obb": oriented-box rows); regions of other kinds left out
     spec: ControlSpec | None = None  # the control exported (its kind writes the rows: keypoints, choices)
+    frame_stride: int = 10  # a video control: every n-th frame (training's TRAIN_FRAME_STRIDE default)
+    max_video_seconds: float | None = None  # longer videos are left out (MAX_VIDEO_SECONDS)
 
     def __post_init__(self) -> None:
         if not (0 <= self.val < 1 and self.test >= 0 and self.val + self.test < 1 and self.min_val >= 0):
@@ -104,6 +112,8 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
     could read: the val split is the holdout training would score on.
     """
     _check_empty(out)
+    if options.spec is not None and options.spec.media == "video":
+        return write_video_frames(tasks, out, names, fetch, options, progress)
     class_ids = {name: index for index, name in enumerate(names)}
     report, used = Export(), set()
     fetched = _fetch_all(tasks, fetch, options.data_key, report, progress)
@@ -129,6 +139,50 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
         report.boxes += len(lines)
     fields = kinds.dataset_fields(kinds.for_result(spec.kind, options.task), spec) if spec else {}
     write_data_yaml(out, names, report.splits, fields, folders)
+    return report
+
+
+def write_video_frames(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[str],
+                       fetch: Callable[[str, Any], Path], options: ExportOptions, progress: bool | None = None
+                       ) -> Export:
+    """A video control's dataset: training's sampled frames of every annotated video, split by video.
+
+    Frames are decoded into ``out/.frames`` first and moved into their split after, as the
+    split (training's holdout: whole videos, at least ``min_val`` frames) needs every
+    video's frame count; an unreadable video leaves its task out.
+    """
+    spec = options.spec
+    assert spec is not None
+    class_ids = {name: index for index, name in enumerate(names)}
+    staging, report = out / ".frames", Export()
+    written: list[tuple[Any, Path, tuple[str, ...]]] = []  # (task, frame image, rows)
+    for task in bar(tasks, "tasks", "task", show=progress):
+        tid, annotation = task.get("id"), chosen_annotation(task)
+        tracks = annotations.tracks(annotation, spec.from_name, spec.to_name, class_ids) if annotation else []
+        if not tracks:
+            report.left_out.append((tid, "no annotated track of the control (or only skipped annotations)"))
+            continue
+        try:
+            path = fetch(_image_url(task, options.data_key or spec.data_key), tid)
+            info = frames.probe(path, options.max_video_seconds)
+            frames_of = annotations.write_frames(path, tracks, info, options.frame_stride, staging, f"task-{tid}")
+        except Exception as exc:  # one bad video never stops the export
+            report.left_out.append((tid, f"{type(exc).__name__}: {exc}"))
+            continue
+        written += [(tid, image, rows) for _, image, rows in frames_of]
+    rest, held = split_tasks(written, options.val, options.min_val if options.val > 0 else 0,
+                             task_id=lambda item: item[0])
+    parts = [("val", item) for item in held] + [
+        ("test" if rank(item[0], "test") < options.test / (1 - options.val) else "train", item) for item in rest]
+    for split_name, (_, image, rows) in parts:
+        (out / "images" / split_name).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split_name).mkdir(parents=True, exist_ok=True)
+        os.replace(image, out / "images" / split_name / image.name)
+        (out / "labels" / split_name / f"{image.stem}.txt").write_text("".join(f"{row}\n" for row in rows))
+        report.splits[split_name] += 1
+        report.boxes += len(rows)
+    shutil.rmtree(staging, ignore_errors=True)
+    write_data_yaml(out, names, report.splits)
     return report
 
 

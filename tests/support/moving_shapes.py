@@ -15,6 +15,10 @@ import numpy as np
 
 SIZE = (320, 240)  # width, height
 FPS = 25.0
+# Container (the file's suffix) -> OpenCV fourcc. mp4v is what the tracking tests read; Chromium
+# does not decode MPEG-4 part 2 (MEDIA_ERR_SRC_NOT_SUPPORTED), so the browser checks use VP8 WebM,
+# which Chromium plays and OpenCV's FFmpeg both writes and reads frame for frame.
+FOURCC = {".mp4": "mp4v", ".webm": "VP80"}
 SIDE = 56
 Box = tuple[float, float, float, float]
 
@@ -46,8 +50,14 @@ def _path(start: tuple[float, float], end: tuple[float, float], frames: int) -> 
 
 
 def write(path: Path, frames: int = 60, seed: int = 0) -> MovingVideo:
-    """An mp4 (OpenCV's mp4v) of ``frames`` frames; the third object has left the frame before half-way."""
+    """A video of ``frames`` frames; the third object has left the frame before half-way.
+
+    The suffix picks the codec (``FOURCC``): ``.mp4`` is MPEG-4 part 2, ``.webm`` VP8 for browsers.
+    """
     import cv2
+
+    if path.suffix not in FOURCC:
+        raise ValueError(f"{path.name}: write a {' or a '.join(FOURCC)} file")
 
     width, height = SIZE
     crossing_square = MovingObject(0, (40, 40, 220), _path((10, 70), (width - SIDE - 10, 95), frames))
@@ -64,7 +74,9 @@ def write(path: Path, frames: int = 60, seed: int = 0) -> MovingVideo:
         cv2.line(background, (x, y), (x + rng.randrange(-40, 40), y + rng.randrange(-40, 40)),
                  tuple(rng.randrange(120, 200) for _ in range(3)), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*FOURCC[path.suffix]), FPS, SIZE)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {FOURCC[path.suffix]} into {path.name} (its FFmpeg lacks the encoder)")
     try:
         for index in range(frames):
             frame = background.copy()

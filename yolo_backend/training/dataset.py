@@ -7,6 +7,11 @@ the image files are written upright too, so pixels and labels agree whatever the
 does with EXIF. Upright copies are cached per project in
 ``MODEL_DIR/projects/<id>/training-images`` by the sha256 of the source bytes: a later
 run re-links them instead of decoding again (retention deletes the ones no run uses).
+
+A ``<VideoRectangle>`` control trains a detect model on frames: its annotated tracks'
+boxes, as Label Studio interpolates them, on frames sampled with TRAIN_FRAME_STRIDE
+(``video.annotations``), decoded once into the run's folder. A video is one task, so its
+frames are split together (``split_tasks``): never a frame of a training video in the holdout.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from .. import kinds, label_config
 from ..config import Settings
 from ..errors import BackendError
 from ..media import MediaFetcher, open_image
+from ..video import annotations, frames
 from .collect import chosen_annotation
 from .retention import TRAINING_IMAGES, training_images
 
@@ -37,6 +43,12 @@ class Example:
     task_id: int | str
     image: Path
     lines: tuple[str, ...]
+    frame: int | None = None  # a video task's frame (1-based); None: an image task
+
+    @property
+    def stem(self) -> str:
+        """Its file name in a dataset: ``task-<id>``, ``task-<id>-frame-<n>`` for a video frame."""
+        return f"task-{self.task_id}" + ("" if self.frame is None else f"-frame-{self.frame:06d}")
 
 
 @dataclass
@@ -55,10 +67,11 @@ class Dataset:
     skipped: list[str] = field(default_factory=list)  # why some tasks were left out
     control: str = ""  # from_name of the control the labels come from
     task: str = "detect"  # the Ultralytics task it trains (``classify``: ``data_yaml`` is the folder)
+    media: str = "image"  # "video": examples are frames, several per task
 
 
 def training_control(config_xml: str) -> label_config.ControlSpec:
-    """The control whose labels become the classes: the first control of a registered kind on an Image."""
+    """The control whose labels become the classes: the first of a registered kind (an Image's, or a Video's)."""
     return label_config.parse(config_xml)[0]
 
 
@@ -107,6 +120,34 @@ def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec
     return examples, skipped
 
 
+def collect_frames(tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
+                   media: MediaFetcher, folder: Path, kind: kinds.Kind) -> tuple[list[Example], list[str]]:
+    """Sampled frames of every video task with annotated tracks; the reasons for the tasks left out.
+
+    A task whose annotation has no track of the control gives no frames (unannotated is not
+    empty); a video that cannot be fetched, probed or read leaves its task out, not the run.
+    """
+    examples, skipped = [], []
+    class_ids = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
+    for task in tasks:
+        annotation = chosen_annotation(task)
+        tracks = annotations.tracks(annotation, spec.from_name, spec.to_name, class_ids) if annotation else []
+        if not tracks:
+            continue
+        task_id = task.get("id", len(examples))
+        try:
+            path = media.video_path((task.get("data") or {}).get(spec.data_key), task_id)
+            info = frames.probe(path, settings.max_video_seconds, settings.max_image_pixels)
+            written = annotations.write_frames(path, tracks, info, settings.train_frame_stride, folder,
+                                               f"task-{task_id}")
+        except (BackendError, OSError) as exc:
+            skipped.append(f"task {task_id}: {exc}")
+            log.warning("training: video task %s left out: %s", task_id, exc)
+            continue
+        examples += [Example(task_id, image, rows, number) for number, image, rows in written]
+    return examples, skipped
+
+
 def rank(task_id: Any, salt: str) -> float:
     """A task's stable place in [0, 1) for one split; it never changes as the project grows."""
     digest = hashlib.sha256(f"{salt}:{task_id}".encode()).digest()
@@ -135,6 +176,26 @@ def split(items: list[Item], fraction: float, floor: int = 1,
     return ordered[size:], ordered[:size]
 
 
+def split_tasks(items: list[Item], fraction: float, floor: int, salt: str = "holdout", keep: int = 0,
+                task_id: Callable[[Item], Any] = attrgetter("task_id")) -> tuple[list[Item], list[Item]]:
+    """(rest, held) of whole tasks (a video's frames stay together); ``floor`` counts items (frames).
+
+    ``split``'s rule for tasks of several items: every task ranked below ``fraction``, then
+    the next-ranked tasks until the held part has ``floor`` items, leaving at least ``keep``
+    tasks in the rest.
+    """
+    groups: dict[Any, list[Item]] = {}
+    for item in items:
+        groups.setdefault(task_id(item), []).append(item)
+    ordered = sorted(groups, key=lambda key: rank(key, salt))
+    held = count = 0
+    for key in ordered[:max(len(ordered) - keep, 0)]:
+        if rank(key, salt) >= fraction and count >= floor:
+            break
+        held, count = held + 1, count + len(groups[key])
+    return [i for key in ordered[held:] for i in groups[key]], [i for key in ordered[:held] for i in groups[key]]
+
+
 def carve_val(train: list[Example], fraction: float = 0.15) -> tuple[list[Example], list[Example]]:
     """(train, val) from the training part: Ultralytics picks its best epoch and stops early on ``val``."""
     if len(train) < 2:
@@ -157,9 +218,8 @@ def write_dataset(root: Path, parts: dict[str, list[Example]], labels: list[str]
         (root / "images" / name).mkdir(parents=True, exist_ok=True)
         (root / "labels" / name).mkdir(parents=True, exist_ok=True)
         for example in part:
-            stem = f"task-{example.task_id}"
-            _link(example.image, root / "images" / name / f"{stem}.jpg")
-            (root / "labels" / name / f"{stem}.txt").write_text("".join(f"{line}\n" for line in example.lines))
+            _link(example.image, root / "images" / name / f"{example.stem}.jpg")
+            (root / "labels" / name / f"{example.stem}.txt").write_text("".join(f"{line}\n" for line in example.lines))
     names = "".join(f"  {index}: {_yaml_string(label)}\n" for index, label in enumerate(labels))
     extra = "".join(f"{key}: {json.dumps(value)}\n" for key, value in (fields or {}).items())  # JSON is YAML
     data_yaml = root / "data.yaml"
@@ -175,7 +235,7 @@ def _write_class_folders(root: Path, parts: dict[str, list[Example]], labels: li
         for example in part:
             for line in dict.fromkeys(example.lines):
                 _link(example.image, root / name / _folder_name(labels[int(line.split()[0])]) /
-                      f"task-{example.task_id}.jpg")
+                      f"{example.stem}.jpg")
     return root
 
 
@@ -205,10 +265,28 @@ def build_dataset(root: Path, tasks: list[dict[str, Any]], config_xml: str, sett
     """
     spec = training_control(config_xml)
     kind = kind or kinds.for_result(spec.kind, spec.task)
-    examples, skipped = collect_examples(tasks, spec, settings, media or MediaFetcher.from_settings(settings),
-                                         project, kind)
+    media = media or MediaFetcher.from_settings(settings)
+    if spec.media == "video":
+        return _build_from_video(root, tasks, spec, settings, media, kind)
+    examples, skipped = collect_examples(tasks, spec, settings, media, project, kind)
     rest, holdout = split(examples, settings.train_holdout, settings.train_min_holdout)
     train, val = carve_val(rest)
     labels = kinds.train_classes(kind, spec)
     data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK, kinds.dataset_fields(kind, spec))
     return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK)
+
+
+def _build_from_video(root: Path, tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
+                      media: MediaFetcher, kind: kinds.Kind) -> Dataset:
+    """``build_dataset`` for a video control: frames of whole videos in each part.
+
+    The frames are written beside the dataset (``<root>-frames``), in the run's folder: a
+    run decodes its videos again, as a changed track changes which frames train.
+    """
+    examples, skipped = collect_frames(tasks, spec, settings, media, root.with_name(f"{root.name}-frames"), kind)
+    rest, holdout = split_tasks(examples, settings.train_holdout, settings.train_min_holdout)
+    train, val = split_tasks(rest, 0.15, 1, salt="val", keep=1)  # carve_val's share, by video
+    val = val or list(train)  # one training video: Ultralytics still needs a val split
+    labels = kinds.train_classes(kind, spec)
+    data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK)
+    return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK, "video")

@@ -18,7 +18,7 @@ from ..config import Settings
 from ..model_store import UNTRAINED, checkpoint_version
 from . import scoring, state
 from .collect import LABEL_STUDIO, load_project
-from .dataset import Dataset, build_dataset, training_control
+from .dataset import Dataset, Example, build_dataset, training_control
 from .registry import Registry, ServedChanged, project_dir
 from .retention import prune
 from .state import RunRecord
@@ -66,15 +66,14 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     # write dataset: upright images, the kind's rows; a holdout Ultralytics never sees, a val split carved from train
     dataset = build_dataset(work / "dataset", data.tasks, data.label_config, settings, project=project, kind=kind)
     used.update(e.image for e in (*dataset.train, *dataset.val, *dataset.holdout))
-    labeled = len(dataset.train) + len(dataset.val) + len(dataset.holdout)
     run.metrics.update(train_images=len(dataset.train), val_images=len(dataset.val),
                        holdout_images=len(dataset.holdout), skipped_tasks=len(dataset.skipped),
                        labels=dataset.labels, control=spec.from_name, task=kind.TRAIN_TASK, metric=kind.METRIC)
-    needed = max(settings.train_min_images, settings.train_min_holdout + 2)  # a floor-sized holdout + 2 to train
-    if labeled < needed:
-        state.not_started(run, f"need {needed - labeled} more labeled images ({labeled} of {needed}: "
-                               f"TRAIN_MIN_IMAGES={settings.train_min_images}, "
-                               f"TRAIN_MIN_HOLDOUT={settings.train_min_holdout} held out + 2 to train)")
+    if dataset.media == "video":
+        run.metrics.update(train_videos=_videos(dataset.train), holdout_videos=_videos(dataset.holdout))
+    short = _too_small(dataset, settings)
+    if short:
+        state.not_started(run, short)
         return
 
     from . import fitting  # imports torch/Ultralytics: only once there is something to train
@@ -131,6 +130,36 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         state.reject(run, str(exc))
         return
     state.promote(run, version, why)
+
+
+def _too_small(dataset: Dataset, settings: Settings) -> str | None:
+    """Why ``dataset`` is too small to start a run; None when it is not.
+
+    Images: TRAIN_MIN_IMAGES in all, and a floor-sized holdout + 2 to train. Video frames
+    count the same way (a frame is a training image), but the holdout is whole videos: it
+    needs TRAIN_MIN_HOLDOUT frames of videos that train nothing, and some video must be
+    left to train on, so one annotated video can never start a run.
+    """
+    labeled = len(dataset.train) + len(dataset.val) + len(dataset.holdout)
+    needed = max(settings.train_min_images, settings.train_min_holdout + 2)  # a floor-sized holdout + 2 to train
+    floors = (f"TRAIN_MIN_IMAGES={settings.train_min_images}, TRAIN_MIN_HOLDOUT={settings.train_min_holdout} "
+              f"held out + 2 to train")
+    if dataset.media != "video":
+        return None if labeled >= needed else f"need {needed - labeled} more labeled images ({labeled} of " \
+                                              f"{needed}: {floors})"
+    videos = _videos(dataset.train) + _videos(dataset.holdout)
+    if labeled < needed:
+        return f"need {needed - labeled} more annotated video frames ({labeled} sampled from {videos} videos at " \
+               f"TRAIN_FRAME_STRIDE={settings.train_frame_stride}, of {needed}: {floors})"
+    if not dataset.train or len(dataset.holdout) < settings.train_min_holdout:
+        return f"need another annotated video: the holdout is whole videos, never frames of a training video, and " \
+               f"{videos} video(s) give {len(dataset.holdout)} held-out frames (TRAIN_MIN_HOLDOUT=" \
+               f"{settings.train_min_holdout}) and {_videos(dataset.train)} to train on"
+    return None
+
+
+def _videos(examples: list[Example]) -> int:
+    return len({example.task_id for example in examples})
 
 
 @dataclass(frozen=True)

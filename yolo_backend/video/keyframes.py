@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..overlap import paired_box_iou
+from .annotations import frame_boxes as frame_boxes  # re-exported: the reader of what ``sequence`` writes
 from .frames import VideoInfo
 from .tracking import TrackPoint
 
@@ -86,24 +87,3 @@ def video_region(points: Sequence[TrackPoint], label: str, info: VideoInfo, *, f
             "value": {"framesCount": info.frames, "duration": round(info.duration, DECIMALS),
                       "sequence": sequence(points, info, stride, min_iou), "labels": [label]}}
 
-
-def frame_boxes(sequence_value: Sequence[dict[str, Any]], info: VideoInfo, frame: int) -> np.ndarray | None:
-    """The pixel box Label Studio shows on ``frame`` for a ``sequence`` (None where the region is hidden)."""
-    keys = sorted(sequence_value, key=lambda k: k["frame"])
-    before = [k for k in keys if k["frame"] <= frame]
-    if not before:
-        return None
-    a = before[-1]
-    after = [k for k in keys if k["frame"] > frame]
-    if a["frame"] != frame and (not a["enabled"] or not after):
-        return None
-
-    def pixels(k: dict[str, Any]) -> np.ndarray:
-        x, y = k["x"] / 100 * info.width, k["y"] / 100 * info.height
-        return np.array([x, y, x + k["width"] / 100 * info.width, y + k["height"] / 100 * info.height])
-
-    if a["frame"] == frame:
-        return pixels(a)
-    b = after[0]
-    t = (frame - a["frame"]) / (b["frame"] - a["frame"])
-    return pixels(a) * (1 - t) + pixels(b) * t

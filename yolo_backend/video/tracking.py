@@ -69,10 +69,12 @@ def track(frames: Iterable[tuple[int, np.ndarray]], detect: Callable[[list[np.nd
 
     def flush() -> None:
         for (number, frame), found in zip(chunk, detect([image for _, image in chunk])):
-            for row in state.update(_as_boxes(found, frame.shape[:2]), frame):
+            height, width = frame.shape[:2]
+            for row in state.update(_as_boxes(found, (height, width)), frame):
                 x1, y1, x2, y2, track_id, score, class_id = (float(v) for v in row[:7])
-                tracks.setdefault(int(track_id), []).append(
-                    TrackPoint(number, (x1, y1, x2, y2), score, int(class_id)))
+                box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width),
+                       min(max(y2, 0.0), height))  # the filtered box may reach past the frame; Results clips it
+                tracks.setdefault(int(track_id), []).append(TrackPoint(number, box, score, int(class_id)))
         chunk.clear()
 
     for item in frames:
