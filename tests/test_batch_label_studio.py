@@ -208,3 +208,47 @@ def test_export_from_a_project_downloads_images_and_leaves_out_skipped(label_stu
         for a, b in zip(boxes, want[name]):
             assert max(abs(a.cx - b.cx), abs(a.cy - b.cy), abs(a.w - b.w), abs(a.h - b.h)) <= 1e-4
     assert (out / "classes.txt").read_text() == "square\ncircle\n"  # the project's label order
+
+
+VIDEO_CONFIG = """<View><Video name="video" value="$video" framerate="25.0"/>
+<VideoRectangle name="box" toName="video"/>
+<Labels name="videoLabels" toName="video"><Label value="square"/><Label value="circle"/></Labels></View>"""
+
+
+@pytest.mark.slow
+def test_prelabel_tracks_videos_of_any_length_stores_each_and_resumes(label_studio, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch, capsys,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """No /predict deadline in yolo-ls: a video over VIDEO_PREDICT_SECONDS is tracked whole, progress logged."""
+    import logging
+
+    from tests.support import moving_shapes
+    from tests.support.trained_model import trained_shapes_model
+
+    model = trained_shapes_model()
+    project = new_project(label_studio, "prelabel-video", VIDEO_CONFIG)
+    folder = label_studio.document_root / f"videos-{uuid.uuid4().hex[:6]}"
+    videos = [moving_shapes.write(folder / "short.mp4", frames=40), moving_shapes.write(folder / "long.mp4", frames=250)]
+    ls_client.import_tasks(label_studio.client(), project,
+                           [{"data": {"video": label_studio.local_files_url(v.path)}} for v in videos])
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("LOCAL_FILES_DOCUMENT_ROOT", str(label_studio.document_root))
+    monkeypatch.setenv("VIDEO_PREDICT_SECONDS", "0.001")  # /predict would refuse both videos
+    command = ["prelabel", "--project", str(project), "--model-root", str(model.parent), "--model-path", model.name,
+               *connection(label_studio)]
+    with caplog.at_level(logging.INFO, logger="yolo_backend.prelabel"):
+        assert main(command) == 0
+    assert "2 done" in capsys.readouterr().out
+    assert any("of 250 frames tracked" in r.getMessage() for r in caplog.records)  # progress inside a long video
+
+    frames = {}
+    for task in label_studio.client().tasks.list(project=project, fields="all"):
+        [prediction] = task.predictions
+        regions = prediction.result
+        assert regions and {r["type"] for r in regions} == {"videorectangle"}
+        assert {r["value"]["labels"][0] for r in regions} <= {"square", "circle"}
+        frames[task.data["video"].rsplit("/", 1)[-1]] = {r["value"]["framesCount"] for r in regions}
+    assert frames == {"short.mp4": {40}, "long.mp4": {250}}
+
+    assert main(command) == 0  # a second run finds both predicted: nothing to do
+    assert "0 done, 2 skipped" in capsys.readouterr().out

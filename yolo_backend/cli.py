@@ -148,7 +148,9 @@ def _prelabel_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model-root", help="folder holding checkpoints (default: $MODEL_ROOT)")
     p.add_argument("--model-path", help="checkpoint under the model root (default: $MODEL_PATH)")
     p.add_argument("--model-version", help="store and resume under this version (default: the model's own)")
-    p.add_argument("--chunk-size", type=int, default=50, help="predictions stored per request (%(default)s)")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="predictions stored per request (default 50; 1 for video projects: each video is stored "
+                        "as soon as it is tracked, so an interrupted run loses at most the one in progress)")
     p.add_argument("--workers", type=int, default=2, help="tasks predicted concurrently (%(default)s)")
     _add_allowed_hosts(p, "; without --backend only (a backend uses its own MEDIA_ALLOWED_HOSTS)")
     _add_progress(p)
@@ -269,8 +271,9 @@ def _run_prelabel(args: argparse.Namespace) -> int:
             backend = in_process_backend(args.url, args.api_key, args.model_root, args.model_path)
         predictor = InProcessPredictor(backend, args.project, config)
     outcome = Outcome()
+    chunk_size = args.chunk_size or (1 if _has_video(config) else 50)
     try:
-        prelabel(client, args.project, predictor, args.chunk_size, args.workers, args.model_version,
+        prelabel(client, args.project, predictor, chunk_size, args.workers, args.model_version,
                  args.progress, outcome)
     except KeyboardInterrupt:
         print("interrupted: what was stored stays; run again to resume", file=sys.stderr)
@@ -280,6 +283,15 @@ def _run_prelabel(args: argparse.Namespace) -> int:
         outcome.failed.append((-1, "stopped", ls_client.error_text(exc)))
     print(outcome.summary())
     return 1 if outcome.failed else 0
+
+
+def _has_video(config: str) -> bool:
+    from . import label_config
+
+    try:
+        return any(spec.media == "video" for spec in label_config.parse(config))
+    except Exception:  # the backend will say what is wrong with the config, per task
+        return False
 
 
 @contextlib.contextmanager

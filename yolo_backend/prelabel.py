@@ -41,8 +41,19 @@ class InProcessPredictor:
         return str(self.backend.setup(self.project, self.label_config)["model_version"])
 
     def predict(self, task: dict[str, Any]) -> dict[str, Any]:
-        # One task per call: a failed image then raises with its reason instead of an empty result.
-        return self.backend.predict([task], project=self.project, label_config_xml=self.label_config)[0]
+        """One task per call: a failed image then raises with its reason instead of an empty result.
+
+        Videos of any length: no /predict deadline here, progress logged every tenth of a video instead.
+        """
+        reported = [0]
+
+        def frames_done(done: int, total: int) -> None:
+            if done * 10 // total > reported[0] and total >= 200:
+                reported[0] = done * 10 // total
+                log.info("task %s: %d of %d frames tracked", task.get("id"), done, total)
+
+        return self.backend.predict([task], project=self.project, label_config_xml=self.label_config,
+                                    video_deadline=False, progress=frames_done)[0]
 
 
 class BackendAnswerError(RuntimeError):
