@@ -228,7 +228,8 @@ def test_prelabel_tracks_videos_of_any_length_stores_each_and_resumes(label_stud
     model = trained_shapes_model()
     project = new_project(label_studio, "prelabel-video", VIDEO_CONFIG)
     folder = label_studio.document_root / f"videos-{uuid.uuid4().hex[:6]}"
-    videos = [moving_shapes.write(folder / "short.mp4", frames=40), moving_shapes.write(folder / "long.mp4", frames=250)]
+    videos = [moving_shapes.write(folder / "short.mp4", frames=40),
+              moving_shapes.write(folder / "long.mp4", frames=250)]
     ls_client.import_tasks(label_studio.client(), project,
                            [{"data": {"video": label_studio.local_files_url(v.path)}} for v in videos])
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "state"))

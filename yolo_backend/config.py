@@ -34,6 +34,11 @@ SETTINGS: tuple[Var, ...] = (
     Var("MODEL_ROOT", "./models", str, "The only folder checkpoints are loaded from (MODEL_PATH, model_path=)."),
     Var("MODEL_PATH", "yolov5nu.pt", str,
         "Base checkpoint, relative to MODEL_ROOT (any Ultralytics detect/segment model)."),
+    Var("WEIGHTS_DOWNLOAD", "true", bool,
+        "On first start, fetch MODEL_PATH when it is a published Ultralytics checkpoint missing from MODEL_ROOT "
+        "(once, in the background); false for air-gapped sites."),
+    Var("WEIGHTS_URL", "https://github.com/ultralytics/assets/releases/download/v8.4.0", str,
+        "Where published checkpoints are fetched from: Ultralytics' release folder, or your mirror of it."),
     Var("MODEL_DIR", "./data/models", str, "Writable state: trained versions, registry, run status, image cache."),
     Var("MODEL_SCORE_THRESHOLD", "0.5", float,
         "Regions below this score are dropped (per control: model_score_threshold)."),
@@ -140,6 +145,8 @@ class Settings:
     basic_auth_pass: str
     model_root: str
     model_path: str
+    weights_download: bool
+    weights_url: str
     model_dir: str
     model_score_threshold: float
     local_files_document_root: str

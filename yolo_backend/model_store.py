@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from . import weights
 from .checkpoints import VersionCache, checkpoint_version, safe_model_path
 from .config import Settings
 from .detector import Detector
@@ -28,6 +29,7 @@ UNTRAINED = "untrained"
 
 
 class ModelState(str, enum.Enum):
+    DOWNLOADING = "downloading"
     LOADING = "loading"
     READY = "ready"
     NO_WEIGHTS = "no_weights"
@@ -92,12 +94,18 @@ class ModelStore:
     def _load_base(self) -> None:
         try:
             path = self.base_path
+            failed = None
+            if not path.is_file() and weights.can_fetch(self.settings, path):
+                self.state, self.message = ModelState.DOWNLOADING, f"downloading {path.name} (first start)"
+                try:
+                    weights.fetch(self.settings, path)
+                except weights.DownloadFailed as exc:
+                    failed = str(exc)
+                else:
+                    self._planned_version = self._file_versions(path)
+                    self.state, self.message = ModelState.LOADING, "loading"
             if not path.is_file():
-                self.state = ModelState.NO_WEIGHTS
-                self.message = (
-                    f"no weights at {path}: put a checkpoint there (e.g. yolov5nu.pt from the Ultralytics "
-                    "releases), set MODEL_PATH to one under MODEL_ROOT, or train one from Label Studio"
-                )
+                self.state, self.message = ModelState.NO_WEIGHTS, failed or self._missing(path)
                 log.warning("%s; serving empty predictions as %r", self.message, UNTRAINED)
                 return
             self._get(path)
@@ -110,6 +118,15 @@ class ModelStore:
             log.exception("base model failed to load")
         finally:
             self._ready.set()
+
+    def _missing(self, path: Path) -> str:
+        """One line saying what to put where, when no download was tried."""
+        if weights.published(path.name):
+            return (f"no weights at {path} and WEIGHTS_DOWNLOAD is off: put {path.name} there (from "
+                    f"{self.settings.weights_url.rstrip('/')}/{path.name}), or set MODEL_PATH to a checkpoint under "
+                    "MODEL_ROOT")
+        return (f"no weights at {path}: put a checkpoint there (e.g. yolov5nu.pt from the Ultralytics releases), "
+                "set MODEL_PATH to one under MODEL_ROOT, or train one from Label Studio")
 
     @property
     def ready(self) -> bool:

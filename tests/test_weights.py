@@ -1,0 +1,144 @@
+"""First start: a published checkpoint missing from MODEL_ROOT is fetched once, checked, then served.
+
+The release host is a loopback server (tests/support/release_host.py) serving a checkpoint
+the tests build, under the published name ``yolov5nu.pt``; Ultralytics' own download code
+fetches it, as it would from github.com.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.support.release_host import ReleaseHost
+from yolo_backend.config import Settings
+
+CONFIG = """<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">
+<Label value="square"/><Label value="circle"/></RectangleLabels></View>"""
+
+
+def service(tmp_path: Path, host: ReleaseHost | None, **overrides: Any) -> tuple[Any, Any]:
+    from yolo_backend.app import build_backend
+    from yolo_backend.http_api import create_app
+
+    docs = tmp_path / "docs"
+    docs.mkdir(parents=True, exist_ok=True)
+    settings = Settings.from_env({"WEIGHTS_DOWNLOAD": "true"}, **{
+        "model_root": str(tmp_path / "models"), "model_dir": str(tmp_path / "state"), "device": "cpu",
+        "runtime": "torch", "local_files_document_root": str(docs),
+        "weights_url": host.url if host else "http://127.0.0.1:9/none", **overrides})
+    backend = build_backend(settings, start=False)
+    return backend, create_app(backend).test_client()
+
+
+def until(condition: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def shapes_bytes() -> bytes:
+    from tests.support.trained_model import trained_shapes_model
+
+    return trained_shapes_model().read_bytes()
+
+
+@pytest.mark.slow
+def test_first_start_fetches_the_published_checkpoint_says_downloading_then_predicts_with_it(
+        tmp_path: Path, shapes_bytes: bytes) -> None:
+    from tests.support.synthetic import draw_sample
+    from tests.support.trained_model import RECIPE
+
+    host = ReleaseHost({"yolov5nu.pt": shapes_bytes})
+    host.gate.clear()  # hold the download: the service must answer meanwhile
+    try:
+        backend, client = service(tmp_path, host, imgsz=str(RECIPE["imgsz"]))
+        backend.store.start(background=True)
+        until(lambda: host.requests)
+        health = client.get("/health").get_json()
+        assert health["model_state"] == "downloading" and "yolov5nu.pt" in health["message"], health
+        setup = client.post("/setup", json={"project": "1.1", "schema": CONFIG}).get_json()
+        assert setup["model_version"] == "untrained"
+        host.gate.set()
+        until(lambda: client.get("/health").get_json()["model_state"] == "ready")
+        fetched = tmp_path / "models" / "yolov5nu.pt"
+        assert fetched.read_bytes() == shapes_bytes and not list(fetched.parent.glob(".*part*"))
+
+        img, shapes = draw_sample(900_123)
+        img.save(tmp_path / "docs" / "s.png")
+        answer = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=s.png"}}],
+                                               "label_config": CONFIG, "project": "1.1"}).get_json()
+        prediction = answer["results"][0]
+        assert prediction["model_version"].startswith("yolov5nu-") and prediction["result"], answer
+        assert {r["value"]["rectanglelabels"][0] for r in prediction["result"]} <= {s.label for s in shapes}
+        assert len(host.requests) == 1
+
+        again, _ = service(tmp_path, host, imgsz=str(RECIPE["imgsz"]))  # a restart: the file is there
+        again.store.start(background=False)
+        assert again.store.state.value == "ready" and len(host.requests) == 1
+    finally:
+        host.close()
+
+
+@pytest.mark.parametrize("mode, message", [("truncated", "could not download yolov5nu.pt"),
+                                           ("corrupt", "not a usable checkpoint"),
+                                           ("missing", "could not download yolov5nu.pt")])
+def test_a_truncated_corrupt_or_missing_download_is_removed_reported_and_the_service_serves(
+        tmp_path: Path, mode: str, message: str) -> None:
+    from ultralytics import YOLO
+
+    (tmp_path / "build").mkdir()
+    YOLO("yolov5nu.yaml").save(str(tmp_path / "build" / "yolov5nu.pt"))
+    files = {} if mode == "missing" else {"yolov5nu.pt": (tmp_path / "build" / "yolov5nu.pt").read_bytes()}
+    host = ReleaseHost(files, {"yolov5nu.pt": mode})
+    try:
+        backend, client = service(tmp_path, host)
+        backend.store.start(background=False)
+        health = client.get("/health").get_json()
+        print(f"\n[weights {mode}] {health['message']}")
+        assert health["model_state"] == "no_weights" and message in health["message"], health
+        assert f"put yolov5nu.pt at {tmp_path / 'models' / 'yolov5nu.pt'}" in health["message"]
+        assert not [p for p in (tmp_path / "models").iterdir()], "nothing half-written is left to load"
+        Image.new("RGB", (64, 48), "white").save(tmp_path / "docs" / "w.png")
+        answer = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=w.png"}}],
+                                               "label_config": CONFIG})
+        assert answer.status_code == 200
+        assert answer.get_json()["results"] == [{"result": [], "score": 0.0, "model_version": "untrained"}]
+    finally:
+        host.close()
+
+
+def test_offline_or_turned_off_says_what_to_put_where_and_other_names_are_never_fetched(tmp_path: Path) -> None:
+    host = ReleaseHost({})
+    try:
+        off, client = service(tmp_path, host, weights_download=False)
+        off.store.start(background=False)
+        message = client.get("/health").get_json()["message"]
+        assert "WEIGHTS_DOWNLOAD is off: put yolov5nu.pt there" in message and f"{host.url}/yolov5nu.pt" in message
+        mine, client = service(tmp_path / "b", host, model_path="receipts.pt")  # not a published name
+        mine.store.start(background=False)
+        assert client.get("/health").get_json()["model_state"] == "no_weights"
+        assert host.requests == []  # only published names are ever asked for
+
+        unreachable, client = service(tmp_path / "c", None)  # offline: nothing listens there
+        unreachable.store.start(background=False)
+        health = client.get("/health").get_json()
+        assert health["model_state"] == "no_weights" and "could not download yolov5nu.pt from 127.0.0.1:9" in \
+            health["message"] and "\n" not in health["message"]
+    finally:
+        host.close()
+
+
+def test_the_default_weights_url_is_the_release_ultralytics_itself_downloads_from() -> None:
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    release = inspect.signature(attempt_download_asset).parameters["release"].default
+    default = next(v.default for v in __import__("yolo_backend.config").config.SETTINGS if v.env == "WEIGHTS_URL")
+    assert default == f"https://github.com/ultralytics/assets/releases/download/{release}"
