@@ -5,6 +5,9 @@ FROM python:3.11-slim-bookworm
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
+# The published checkpoint baked into /models, so the first start pre-labels; empty skips it
+# (air-gapped builds: mount your own weights into /models instead).
+ARG WEIGHTS=yolov5nu.pt
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -37,6 +40,8 @@ COPY --chown=app:app . .
 RUN pip install --no-deps --no-build-isolation -e .
 
 USER 1000:1000
+# Before VOLUME: a named volume mounted on /models starts with these weights.
+RUN if [ -n "${WEIGHTS}" ]; then MODEL_PATH="${WEIGHTS}" python -m yolo_backend.weights; fi
 EXPOSE 9090
 VOLUME ["/models", "/data/models"]
 

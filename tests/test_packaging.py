@@ -56,3 +56,15 @@ def test_compose_shares_the_local_files_folder_read_only_with_the_backend() -> N
     mounted = {v.split(":")[1] for v in backend["volumes"]}
     assert {backend["environment"]["MODEL_ROOT"], backend["environment"]["MODEL_DIR"]} <= mounted
     assert set(compose["volumes"]) >= {"models", "model-state"}
+
+
+def test_compose_gives_the_worker_the_settings_the_backend_trains_with() -> None:
+    """A TRAIN_* set for the backend reaches the `rq worker` that runs its training (issue 15)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    backend, worker = services["backend"]["environment"], services["worker"]["environment"]
+    training = [v.env for v in SETTINGS if v.env.startswith("TRAIN_") and v.env != "TRAIN_MAX_QUEUED"]
+    training += ["PROMOTE_MIN_GAIN", "CLASS_THRESHOLDS", "KEEP_VERSIONS", "MODEL_PATH", "MODEL_ROOT", "MODEL_DIR"]
+    assert not [name for name in training if name not in worker], "the worker would train on defaults"
+    assert all(backend[name] == worker[name] for name in worker), "one set of settings for both"
+    assert "WEBHOOK_SECRET" not in worker and "BASIC_AUTH_PASS" not in worker  # web-side secrets stay there
+    assert "REDIS_URL" in services["worker"]["command"][-1] and "TRAIN_QUEUE" in services["worker"]["command"][-1]

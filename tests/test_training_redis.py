@@ -78,6 +78,8 @@ def test_rq_worker_executes_queued_runs_and_folds_triggers(tmp_path: Path, rando
     worker = subprocess.run([str(rq), "worker", "--burst", "--url", redis_url, settings.train_queue],
                             env=settings_env(settings), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert worker.returncode == 0, worker.stderr[-3000:]
+    said = next(line for line in worker.stderr.splitlines() if "training with Settings(" in line)
+    assert f"train_epochs={settings.train_epochs}" in said and f"train_imgsz={settings.train_imgsz}" in said
     status = finished(trainer, "31")
     history = StatusBook(trainer.model_dir, "31").read()["history"]
     assert [r["state"] for r in history][:1] == ["promoted"] and len(history) == 2, history

@@ -58,6 +58,8 @@ def run_job(project: str, run_id: str | None = None, source: str = LABEL_STUDIO,
         configure(settings.log_level)
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
+    # what this process trains with (an `rq worker` reads its own environment, not the web side's); secrets masked
+    log.info("project %s: training with %r", project, settings)
     coalescer = Coalescer(settings.model_dir_path, project)
     book = StatusBook(settings.model_dir_path, project)
     slot = locked(settings.model_dir_path / "training-slot.lock") if one_at_a_time else contextlib.nullcontext()
