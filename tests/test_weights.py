@@ -142,3 +142,24 @@ def test_the_default_weights_url_is_the_release_ultralytics_itself_downloads_fro
     release = inspect.signature(attempt_download_asset).parameters["release"].default
     default = next(v.default for v in __import__("yolo_backend.config").config.SETTINGS if v.env == "WEIGHTS_URL")
     assert default == f"https://github.com/ultralytics/assets/releases/download/{release}"
+
+
+def test_the_build_time_command_fetches_model_path_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """What the Dockerfile runs: ``python -m yolo_backend.weights`` puts MODEL_PATH into MODEL_ROOT."""
+    from ultralytics import YOLO
+
+    from yolo_backend import weights
+
+    YOLO("yolov5nu.yaml").save(str(tmp_path / "built.pt"))
+    host = ReleaseHost({"yolo11n.pt": (tmp_path / "built.pt").read_bytes()})
+    try:
+        monkeypatch.setenv("MODEL_ROOT", str(tmp_path / "models"))
+        monkeypatch.setenv("WEIGHTS_URL", host.url)
+        monkeypatch.setenv("MODEL_PATH", "yolo11n.pt")
+        assert weights.main([]) == 0 and (tmp_path / "models" / "yolo11n.pt").is_file()
+        assert weights.main([]) == 0 and "is there" in capsys.readouterr().out and len(host.requests) == 1
+        assert weights.main(["receipts.pt"]) == 2  # not published: nothing to fetch
+        assert weights.main(["yolov8n.pt"]) == 1 and "could not download yolov8n.pt" in capsys.readouterr().err
+    finally:
+        host.close()
