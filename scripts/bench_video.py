@@ -35,9 +35,10 @@ def main() -> None:
 
     from tests.support import moving_shapes
     from tests.support.trained_model import trained_shapes_model
+    from yolo_backend.convert import Target
     from yolo_backend.detector import Detector
-    from yolo_backend.video import frames, keyframes
-    from yolo_backend.video.tracking import track
+    from yolo_backend.video import frames
+    from yolo_backend.video.predict import TRACK_CONF, TrackOptions, video_regions
 
     detector = Detector(YOLO(args.model or str(trained_shapes_model())), imgsz=args.imgsz, name="bench")
     with tempfile.TemporaryDirectory() as work:
@@ -57,13 +58,15 @@ def main() -> None:
         detector.detect([next(frames.read_frames(big))[1]])  # warm-up
         print(f"video {info.width}x{info.height}, {info.frames} frames at {info.fps:g} fps; model at {args.imgsz} px; "
               f"{os.cpu_count()} CPUs")
-        for stride in (int(s) for s in args.strides.split(",")):
+        target = Target("box", "video", "videorectangle", labels=dict(detector.names), threshold=0.25)
+        for stride in (int(s) for s in args.strides.split(",")):  # the path /predict takes for a video task
+            options = TrackOptions("bytetrack", TRACK_CONF, None, stride, 0.9)
             started = time.perf_counter()
-            tracks = track(frames.read_frames(big, stride), lambda images: detector.detect(images, conf=0.25))
+            regions = video_regions(big, info, target, detector, options)
             seconds = time.perf_counter() - started
-            kept = sum(len(keyframes.sequence(points, info, stride)) for points in tracks.values())
+            kept = sum(len(r["value"]["sequence"]) for r in regions)
             print(f"stride {stride}: {info.frames / seconds:.1f} video frames/s ({-(-info.frames // stride)} through "
-                  f"the model, {seconds:.1f} s); {len(tracks)} tracks, {kept} keyframes")
+                  f"the model, {seconds:.1f} s); {len(regions)} tracks, {kept} keyframes")
 
 
 if __name__ == "__main__":
