@@ -226,7 +226,7 @@ def test_too_little_data_is_a_not_started_status_not_an_error(tmp_path: Path) ->
     trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks))
     started = time.perf_counter()
     answer = trainer.handle("START_TRAINING", "12")
-    assert time.perf_counter() - started < 1.0 and answer["status"] == "queued"
+    assert time.perf_counter() - started < 5.0 and answer["status"] == "queued"  # answered, not trained (~ms)
     deadline = time.monotonic() + 120
     while trainer.status("12")["state"] != "idle" and time.monotonic() < deadline:
         time.sleep(0.5)
