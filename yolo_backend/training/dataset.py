@@ -8,10 +8,8 @@ does with EXIF. Upright copies are cached per project in
 ``MODEL_DIR/projects/<id>/training-images`` by the sha256 of the source bytes: a later
 run re-links them instead of decoding again (retention deletes the ones no run uses).
 
-A ``<VideoRectangle>`` control trains a detect model on frames: its annotated tracks'
-boxes, as Label Studio interpolates them, on frames sampled with TRAIN_FRAME_STRIDE
-(``video.annotations``), decoded once into the run's folder. A video is one task, so its
-frames are split together (``split_tasks``): never a frame of a training video in the holdout.
+A ``<VideoRectangle>`` control trains on frames of its videos (``video_dataset``), split by
+whole tasks (``split_tasks``).
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from .. import kinds, label_config
 from ..config import Settings
 from ..errors import BackendError
 from ..media import MediaFetcher, open_image
-from ..video import annotations, frames
 from .collect import chosen_annotation
 from .retention import TRAINING_IMAGES, training_images
 
@@ -117,34 +114,6 @@ def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec
             continue
         lines = kinds.annotation_lines(annotation, class_ids, spec.from_name, spec.to_name, kind.TRAIN_TASK, spec)
         examples.append(Example(task.get("id", len(examples)), image, tuple(lines)))
-    return examples, skipped
-
-
-def collect_frames(tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
-                   media: MediaFetcher, folder: Path, kind: kinds.Kind) -> tuple[list[Example], list[str]]:
-    """Sampled frames of every video task with annotated tracks; the reasons for the tasks left out.
-
-    A task whose annotation has no track of the control gives no frames (unannotated is not
-    empty); a video that cannot be fetched, probed or read leaves its task out, not the run.
-    """
-    examples, skipped = [], []
-    class_ids = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
-    for task in tasks:
-        annotation = chosen_annotation(task)
-        tracks = annotations.tracks(annotation, spec.from_name, spec.to_name, class_ids) if annotation else []
-        if not tracks:
-            continue
-        task_id = task.get("id", len(examples))
-        try:
-            path = media.video_path((task.get("data") or {}).get(spec.data_key), task_id)
-            info = frames.probe(path, settings.max_video_seconds, settings.max_image_pixels)
-            written = annotations.write_frames(path, tracks, info, settings.train_frame_stride, folder,
-                                               f"task-{task_id}")
-        except (BackendError, OSError) as exc:
-            skipped.append(f"task {task_id}: {exc}")
-            log.warning("training: video task %s left out: %s", task_id, exc)
-            continue
-        examples += [Example(task_id, image, rows, number) for number, image, rows in written]
     return examples, skipped
 
 
@@ -267,26 +236,12 @@ def build_dataset(root: Path, tasks: list[dict[str, Any]], config_xml: str, sett
     kind = kind or kinds.for_result(spec.kind, spec.task)
     media = media or MediaFetcher.from_settings(settings)
     if spec.media == "video":
-        return _build_from_video(root, tasks, spec, settings, media, kind)
+        from .video_dataset import build_from_video
+
+        return build_from_video(root, tasks, spec, settings, media, kind)
     examples, skipped = collect_examples(tasks, spec, settings, media, project, kind)
     rest, holdout = split(examples, settings.train_holdout, settings.train_min_holdout)
     train, val = carve_val(rest)
     labels = kinds.train_classes(kind, spec)
     data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK, kinds.dataset_fields(kind, spec))
     return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK)
-
-
-def _build_from_video(root: Path, tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
-                      media: MediaFetcher, kind: kinds.Kind) -> Dataset:
-    """``build_dataset`` for a video control: frames of whole videos in each part.
-
-    The frames are written beside the dataset (``<root>-frames``), in the run's folder: a
-    run decodes its videos again, as a changed track changes which frames train.
-    """
-    examples, skipped = collect_frames(tasks, spec, settings, media, root.with_name(f"{root.name}-frames"), kind)
-    rest, holdout = split_tasks(examples, settings.train_holdout, settings.train_min_holdout)
-    train, val = split_tasks(rest, 0.15, 1, salt="val", keep=1)  # carve_val's share, by video
-    val = val or list(train)  # one training video: Ultralytics still needs a val split
-    labels = kinds.train_classes(kind, spec)
-    data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK)
-    return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK, "video")
