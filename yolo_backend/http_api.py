@@ -1,7 +1,8 @@
 """HTTP routes of Label Studio's ML backend protocol, as a Flask app factory.
 
 Routes: ``/health`` (and ``/``), ``/setup``, ``/predict``, ``/webhook``, ``/versions``,
-``/metrics``. Request bodies are validated here; the work happens in ``model.YOLOBackend``.
+``/metrics``, and ``/status`` for people (``/`` too, for a browser). Request bodies are validated
+here; the work happens in ``model.YOLOBackend``.
 Errors become ``{"error": kind, "message": ...}`` in one handler; tracebacks stay in the log.
 """
 
@@ -14,11 +15,12 @@ import time
 import uuid
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from .errors import BackendError, BadRequest
 from .openapi import document as openapi_document
+from .status_page import LabelStudioProbe, gather, plot_path, render
 from .training.admission import RefusalLog
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ def create_app(backend: Any) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
     app.extensions["yolo_backend"] = backend
     metrics = backend.metrics
+    started = time.time()  # the status page's "up" and tasks per minute
+    probe = LabelStudioProbe(settings.label_studio_url)
 
     @app.before_request
     def _start() -> Response | None:
@@ -73,12 +77,40 @@ def create_app(backend: Any) -> Flask:
     @app.get("/")
     @app.get("/health")
     def health() -> Response:
+        if request.path == "/" and _wants_html():  # a browser; Label Studio sends Accept: */* and gets JSON
+            if settings.basic_auth and not _authorized(settings.basic_auth):  # "/" is open for probes, the page is not
+                return _error(401, "unauthorized", "basic auth required", {"WWW-Authenticate": 'Basic realm="yolo"'})
+            return status_page()
         store = backend.store
         metrics.model_ready.set(1 if store.state.value == "ready" else 0)
         problems = store.problems  # e.g. a promoted version that failed to load, and what serves instead
-        return jsonify(status="UP", model_class=type(backend).__name__, model_state=store.state.value,
-                       model_version=store.base_version, message="; ".join(problems) or store.message,
-                       problems=problems)
+        answer = jsonify(status="UP", model_class=type(backend).__name__, model_state=store.state.value,
+                         model_version=store.base_version, message="; ".join(problems) or store.message,
+                         problems=problems)
+        if request.path == "/":
+            answer.headers["Vary"] = "Accept"
+        return answer
+
+    @app.get("/status")
+    def status_page() -> Response:
+        """The page for people: versions, scores, the current run's curves, decisions, latency, problems."""
+        project = request.args.get("project", "")
+        view = _per_project(lambda p: gather(backend, started, probe, p or None), project)
+        page = Response(render(view), mimetype="text/html")
+        page.headers["Cache-Control"] = "no-store"
+        page.headers["Vary"] = "Accept"
+        return page
+
+    @app.get("/status/plot")
+    def status_plot() -> Response:
+        """A version's kept Ultralytics plot; the file is found through the registry, never named by the request."""
+        args = request.args
+        path = plot_path(settings.model_dir_path, args.get("project", ""), args.get("version", ""),
+                         args.get("name", ""))
+        if path is None:
+            return _error(404, "http", "no such plot: give project, a version of it, and name=results, "
+                                       "confusion_matrix or confusion_matrix_normalized")
+        return send_file(path, mimetype="image/png", max_age=3600)
 
     @app.post("/setup")
     def setup() -> Response:
@@ -151,6 +183,11 @@ def create_app(backend: Any) -> Flask:
         return jsonify(openapi_document(auth=settings.basic_auth is not None))
 
     return app
+
+
+def _wants_html() -> bool:
+    """A browser's Accept (text/html first); ``*/*``, JSON or none at all keep the JSON answer."""
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
 def _per_project(call: Any, project: str) -> Any:

@@ -81,6 +81,7 @@ def _json(name: str, description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     why = {400: "Malformed request, with the reason", 401: "Basic auth required", 403: "Image host or path refused",
+           404: "No such plot kept for that project and version",
            413: "Body above MAX_REQUEST_MB", 422: "The single task's image could not be fetched or decoded",
            500: "Model failed to load, or an internal error (see the log, ref in the message)",
            502: "Label Studio unreachable or refused the token", 503: "Model still loading"}
@@ -101,9 +102,15 @@ def _operation(summary: str, ok: dict[str, Any], errors: tuple[int, ...], body: 
 def document(auth: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document; ``auth`` adds the basic-auth scheme the running service demands."""
     health = _operation("Liveness and model state; always fast", _json("Health", "Service is up"), ())
+    page = {"description": "The status page (self-contained HTML)", "content": {"text/html": {"schema": {
+        "type": "string"}}}}
+    root = {**health, "summary": "Liveness and model state as JSON; the status page for a browser (Accept: "
+                                 "text/html first, behind basic auth when set)",
+            "responses": {"200": {"description": "JSON for Label Studio (Accept */*), HTML for a browser", "content": {
+                **health["responses"]["200"]["content"], **page["content"]}}, **_errors(401)}}
     predict_errors = (400, 401, 403, 413, 422, 500, 502, 503)
     paths: dict[str, Any] = {
-        "/": {"get": {**health, "operationId": "root"}},
+        "/": {"get": {**root, "operationId": "root"}},
         "/health": {"get": {**health, "operationId": "health"}},
         "/setup": {"post": _operation("Validate a label config; tell the served model version",
                                       _json("SetupResponse", "Config usable"), (400, 401, 413, 500), "SetupRequest")},
@@ -121,6 +128,11 @@ def document(auth: bool = False) -> dict[str, Any]:
         "/training/rollback": {"post": _operation("Serve an earlier promoted version",
                                                   _json("RollbackResponse", "Now serving"), (400, 401, 413),
                                                   "RollbackRequest")},
+        "/status": {"get": _operation("The status page for people: versions, scores, runs, latency, problems",
+                                      page, (400, 401), query={"project": False})},
+        "/status/plot": {"get": _operation("A version's kept Ultralytics plot (results, confusion matrices)", {
+            "description": "PNG", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+            (401, 404), query={"project": True, "version": True, "name": True})},
         "/metrics": {"get": _operation("Prometheus metrics", {"description": "Text exposition format",
                                        "content": {"text/plain": {"schema": {"type": "string"}}}}, (401,))},
         "/openapi.json": {"get": _operation("This document", {"description": "OpenAPI 3.1",

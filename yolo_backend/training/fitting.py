@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,11 +23,17 @@ from ..kinds import Kind
 from ..label_config import ControlSpec
 from . import scoring
 from .dataset import Example
+from .durable import write_json
+from .registry import RUN_FILES
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
 SCORING_CONF = 0.001  # as `yolo val`: every box counts for mAP; thresholds are applied afterwards
+# Ultralytics' plots kept with the run for the status page (its batch mosaics and PR curves are left behind).
+# plots=True costs about 2-3 s per run on 2 CPU cores (labels.jpg, the final validation's plots), not per epoch.
+KEPT_PLOTS = ("results.png", "confusion_matrix.png", "confusion_matrix_normalized.png")
+MAX_CURVE_POINTS = 400  # past this the curve keeps every other point: the file stays a few kB whatever TRAIN_EPOCHS
 
 
 def training_threads(settings: Settings) -> int:
@@ -51,6 +58,7 @@ def fit(start: str, labels: list[str], data_yaml: Path, work: Path, settings: Se
     from ultralytics import YOLO
 
     torch.set_num_threads(training_threads(settings))  # after the import, which sets its own
+    _local_font()
     model = YOLO(start)
     if pretrained:
         model.load(pretrained)  # the layers the two architectures share (backbone, neck)
@@ -66,16 +74,85 @@ def fit(start: str, labels: list[str], data_yaml: Path, work: Path, settings: Se
         # TRAIN_TIMEOUT is job.Watchdog's: it bounds the whole run, so it always fires before a check here could
 
     model.add_callback("on_train_epoch_end", on_epoch_end)
+    kept = work.parent.parent / RUN_FILES / work.name  # work is <project>/runs/<run_id> (train.run_once)
+    curve = EpochCurve(kept / "curves.json")
+    model.add_callback("on_train_epoch_end", curve.trained)
+    model.add_callback("on_fit_epoch_end", curve.validated)
     model.train(data=str(data_yaml), epochs=settings.train_epochs, imgsz=settings.train_imgsz,
                 batch=settings.train_batch, patience=settings.train_patience, device=_device(settings),
-                workers=0, plots=False, verbose=False, project=str(work), name="fit", exist_ok=True,
+                workers=0, plots=True, verbose=False, project=str(work), name="fit", exist_ok=True,
                 seed=0, deterministic=False, amp=_device(settings) not in ("cpu", "mps"),
                 # Every batch an optimizer step: with Ultralytics' nominal 64 a project of 30 images
                 # would step once every two epochs, and a short first run would barely learn.
                 **({"nbs": settings.train_batch} if settings.train_batch > 0 else {}))
+    keep_plots(work / "fit", kept)
     weights = work / "fit" / "weights"
     best = weights / "best.pt"
     return best if best.is_file() else weights / "last.pt"
+
+
+class EpochCurve:
+    """Loss and validation scores per epoch in ``curves.json``, rewritten each epoch for the status page."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.points: list[dict[str, Any]] = []
+        self._trained: dict[str, Any] | None = None  # the epoch whose validation is still to come
+
+    def trained(self, trainer: Any) -> None:
+        self._trained = {"epoch": trainer.epoch + 1, "loss": _loss(trainer)}
+
+    def validated(self, trainer: Any) -> None:
+        """Ultralytics also calls this after its final validation of best.pt: no epoch trained then, nothing added."""
+        if self._trained is None:
+            return
+        self.points.append({**self._trained, **_validation(getattr(trainer, "metrics", None) or {})})
+        self._trained = None
+        if len(self.points) > MAX_CURVE_POINTS:
+            self.points = self.points[::2]
+        try:
+            write_json(self.path, {"epochs": trainer.epochs, "points": self.points})
+        except OSError as exc:  # a full disk must not fail the run for a chart
+            log.warning("could not write %s: %s", self.path, exc)
+
+
+def _validation(metrics: dict[str, Any]) -> dict[str, float]:
+    """mAP50, mAP50-95 (or top-1) and the summed validation loss from Ultralytics' per-epoch metrics.
+
+    Keys look like ``metrics/mAP50-95(B)``; a segment or pose run lists (B) first and its own (M)/(P)
+    second, so the last one of each name is the task's own.
+    """
+    names = {"mAP50-95": "map50_95", "mAP50": "map50", "accuracy_top1": "top1"}
+    found: dict[str, float] = {}
+    val_loss = [float(v) for k, v in metrics.items() if k.startswith("val/") and k.endswith("loss")]
+    for key, value in metrics.items():
+        name = names.get(key.split("/")[-1].split("(")[0])
+        if name and key.startswith("metrics/"):
+            found[name] = round(float(value), 4)
+    return {**found, **({"val_loss": round(sum(val_loss), 4)} if val_loss else {})}
+
+
+def _local_font() -> None:
+    """Give Ultralytics matplotlib's bundled DejaVu Sans for its plot labels and its dataset check.
+
+    Without a cached Arial.ttf it asks GitHub for one (a HEAD with a 3 s timeout, then a download)
+    for every plot it draws: a run must download nothing, nor wait on a firewall, for a label font.
+    """
+    from matplotlib import font_manager
+    from ultralytics.data import utils as data_utils
+    from ultralytics.utils import plotting
+
+    font = Path(font_manager.findfont("DejaVu Sans"))
+    for module in (plotting, data_utils):
+        module.check_font = lambda name="Arial.ttf": font  # type: ignore[attr-defined]
+
+
+def keep_plots(run_dir: Path, kept: Path) -> None:
+    """Copy Ultralytics' results.png and confusion matrices beside the run's curves (the run folder is deleted)."""
+    for name in KEPT_PLOTS:
+        if (run_dir / name).is_file():
+            kept.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / name, kept / name)
 
 
 def _fresh_class_head(network: Any, imgsz: int) -> None:

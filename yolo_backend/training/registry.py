@@ -28,6 +28,17 @@ def project_dir(model_dir: Path, project: str) -> Path:
     return model_dir / "projects" / str(project)
 
 
+RUN_FILES = "run-files"  # per run: its epoch curves and Ultralytics' plots, kept with the version it promoted
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+
+
+def run_files(model_dir: Path, project: str, run_id: str) -> Path:
+    """A run's kept files (``curves.json``, ``results.png``, confusion matrices); ids are never path-like."""
+    if not RUN_ID.fullmatch(str(run_id)):
+        raise ValueError(f"run id {run_id!r} must be letters, digits, '-' or '_'")
+    return project_dir(model_dir, project) / RUN_FILES / str(run_id)
+
+
 def version_name(project: str, number: int) -> str:
     """Readable and monotonic per project: ``p7-v3`` is project 7's third promoted model."""
     return f"p{project}-v{number}"

@@ -10,7 +10,10 @@ grows. After each run the recipe calls ``prune``:
    step under the registry lock (``Registry.mark_removed``), so a rollback either
    happens before (and the version is kept) or is refused with the reason after;
 3. delete the export folders of the removed checkpoints (named by checkpoint content);
-4. delete the project's training images that the last run did not use.
+4. delete the project's training images that the last run did not use;
+5. delete the kept files of runs (curves and plots, ``run-files/<run id>``) unless the run
+   made a kept version or is one of the newest RECENT_RUN_FILES runs (the status page
+   shows the last runs' curves, rejected ones too).
 
 Removed entries stay in ``registry.json`` with ``"removed": <unix time>`` and their
 metrics, so ``/versions`` still lists their scores. Every step is idempotent: a prune
@@ -24,10 +27,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .registry import Registry, project_dir
+from .registry import RUN_FILES, Registry, project_dir
 
 log = logging.getLogger("yolo_backend.training")
 
+RECENT_RUN_FILES = 5  # runs whose curves and plots stay whatever they decided
 TRAINING_IMAGES = "training-images"  # per project; dataset.collect_examples caches upright copies there
 
 
@@ -65,9 +69,15 @@ def prune(model_dir: Path, project: str, keep: int, runtime_root: Path, used_ima
     for path in images:
         path.unlink(missing_ok=True)
 
+    run_folders = old_run_files(registry.folder / RUN_FILES, {v.get("run_id") for v in data["versions"]
+                                                              if v["version"] in kept})
+    run_bytes = sum(_size(folder) for folder in run_folders)
+    for folder in run_folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
     report = {"kept": sorted(kept, key=_number_of(data)), "removed": newly,
-              "exports": [folder.name for folder in exports], "images": len(images),
-              "bytes_freed": sum(sizes[name] for name in removed) + export_bytes + image_bytes}
+              "exports": [folder.name for folder in exports], "images": len(images), "run_files": len(run_folders),
+              "bytes_freed": sum(sizes[name] for name in removed) + export_bytes + image_bytes + run_bytes}
     if newly or exports or images:
         log.info("project %s: retention kept %s, removed %s, %d export folders, %d training images (%.1f MB)",
                  project, ", ".join(report["kept"]) or "nothing", ", ".join(newly) or "no version",
@@ -80,6 +90,14 @@ def kept_versions(data: dict[str, Any], keep: int) -> set[str]:
     live = sorted((v for v in data["versions"] if not v.get("removed")), key=lambda v: int(v["number"]))
     newest = live[-keep:] if keep > 0 else []
     return {v["version"] for v in newest} | ({data["served"]} if data.get("served") else set())
+
+
+def old_run_files(folder: Path, kept_runs: set[str | None]) -> list[Path]:
+    """Run folders in ``folder`` of no kept version, past the newest RECENT_RUN_FILES (run ids start with the time)."""
+    if not folder.is_dir():
+        return []
+    runs = sorted((path for path in folder.iterdir() if path.is_dir()), key=lambda path: path.name)
+    return [path for path in runs[:-RECENT_RUN_FILES] if path.name not in kept_runs]
 
 
 def unused_images(folder: Path, used: set[Path]) -> list[Path]:
