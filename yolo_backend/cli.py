@@ -3,6 +3,7 @@
     yolo-ls import-yolo DATASET -o tasks.json    YOLO folder -> Label Studio tasks (JSON import)
     yolo-ls export-yolo --project 3 -o dataset   Label Studio annotations -> YOLO dataset
     yolo-ls prelabel --project 3                 predict every task lacking the current model version
+    yolo-ls review --project 3                   flag probably wrong annotations (k-fold models + cleanlab)
 
 Exit status: 0 all done, 1 done but some items failed (listed), 2 bad usage or setup.
 """
@@ -157,13 +158,43 @@ def _prelabel_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_prelabel)
 
 
+def _review_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "review", help="flag annotations that are probably wrong: missed, spurious, wrong class, loose",
+        epilog=EPILOG, description="Train --folds models on the project's boxes, each without one fold, judge "
+        "every image with the model that never saw it, score with cleanlab's ObjectLab, and store one "
+        "prediction per flagged task under its own model version (review-<k>fold-<hash>) holding the "
+        "disputed regions; its score is the task's label quality (lower: worse). Resumable: kept fold "
+        "models are reused and tasks holding the version are skipped. Boxes only (docs/review.md).")
+    _add_connection(p, required=True)
+    p.add_argument("--folds", type=int, default=4, help="models trained, each without one fold (%(default)s)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per fold model (%(default)s)")
+    p.add_argument("--imgsz", type=int, default=320, help="training image size of the fold models (%(default)s)")
+    p.add_argument("--batch", type=int, default=8, help="batch size, also the nominal batch (%(default)s)")
+    p.add_argument("--start", help="checkpoint the fold models start from (default: MODEL_ROOT/MODEL_PATH); "
+                                   "never a model trained on this project, which has seen every image")
+    p.add_argument("--confident", type=float, default=0.5,
+                   help="a prediction this sure is an object: missed objects and wrong classes (%(default)s)")
+    p.add_argument("--top", type=int, default=20, help="worst tasks listed in the summary (%(default)s)")
+    p.add_argument("--work", type=Path, help="folder for fold models and predictions (default: MODEL_DIR/review)")
+    p.add_argument("--select-version", action=argparse.BooleanOptionalAction, default=True,
+                   help="make the review version the project's selected one, so the Data Manager's Prediction "
+                        "score column sorts by it (default: on)")
+    p.add_argument("--document-root",
+                   default=_env("LOCAL_FILES_DOCUMENT_ROOT", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"),
+                   help="read /data/local-files/ images from this folder instead of over HTTP")
+    _add_allowed_hosts(p, "")
+    _add_progress(p)
+    p.set_defaults(run=_run_review)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolo-ls", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Run 'yolo-ls <command> --help' for the options of each command.")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "WARNING"), help="(default %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for add in (_import_parser, _export_parser, _prelabel_parser):
+    for add in (_import_parser, _export_parser, _prelabel_parser, _review_parser):
         add(commands)
     return parser
 
@@ -283,6 +314,35 @@ def _run_prelabel(args: argparse.Namespace) -> int:
         outcome.failed.append((-1, "stopped", ls_client.error_text(exc)))
     print(outcome.summary())
     return 1 if outcome.failed else 0
+
+
+def _run_review(args: argparse.Namespace) -> int:
+    from .config import Settings
+    from .media import MediaFetcher
+    from .review.flags import Rules
+    from .review.folds import Plan
+    from .review.project import Options, Outcome, review_project
+
+    settings = Settings.from_env(label_studio_url=args.url, label_studio_api_key=args.api_key,
+                                 local_files_document_root=args.document_root or "",
+                                 media_allowed_hosts=args.allowed_hosts or "")
+    start = Path(args.start) if args.start else settings.model_root_path / settings.model_path
+    if not start.is_file():
+        raise ValueError(f"no base checkpoint at {start}: pass --start PATH or set MODEL_ROOT/MODEL_PATH "
+                         "(a pretrained model such as yolo11n.pt; not one trained on this project)")
+    plan = Plan(args.folds, args.epochs, args.imgsz, args.batch, str(start))
+    client = ls_client.connect(args.url, args.api_key)
+    outcome = Outcome()
+    try:
+        options = Options(plan, Rules(confident=args.confident), args.work or settings.model_dir_path / "review",
+                          args.progress, args.select_version)
+        review_project(client, args.project, settings, MediaFetcher.from_settings(settings), options, outcome)
+    except KeyboardInterrupt:
+        print("interrupted: finished folds and stored predictions stay; run again to resume", file=sys.stderr)
+        print(outcome.summary(args.top))
+        return 1
+    print(outcome.summary(args.top))
+    return 0
 
 
 def _has_video(config: str) -> bool:
