@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from yolo_backend import convert, kinds, label_config
+from yolo_backend import convert, kinds, label_config, uncertainty
 from yolo_backend.config import Settings
 from yolo_backend.errors import BackendError, BadRequest, LabelConfigError, MediaError
 from yolo_backend.media import LoadedImage, MediaFetcher, url_host
@@ -170,6 +170,7 @@ class YOLOBackend:
         models = {spec: self.store.serve(pid, spec.from_name, spec.model_path) for spec in specs}
         targets = {spec: self._target(spec, served, _same_model_boxes(spec, models)) for spec, served in models.items()}
         regions: list[list[dict[str, Any]]] = [[] for _ in tasks]
+        doubts = [0.0] * len(tasks)  # each task's borderline decisions, for its score (uncertainty.py)
         # the same string /setup answers (ModelStore.version), from the models that actually served
         versions = "+".join(sorted({served.version for served in models.values()}))
         failures: list[MediaError] = []
@@ -188,14 +189,17 @@ class YOLOBackend:
                     continue
                 detector = models[alike[0]].detector
                 chosen = [targets[spec] for spec in alike]
+                lowest = min(target.lowest_threshold for target in chosen)  # type: ignore[union-attr]
                 started = time.perf_counter()
+                # down to the floor the task score counts; each kind still shows only what passes its threshold
                 found = detector.detect([job.image.pixels for job in jobs],  # type: ignore[union-attr]
-                                        conf=min(target.lowest_threshold for target in chosen))  # type: ignore[union-attr]
+                                        conf=uncertainty.ask_conf(lowest, self.settings.task_score))
                 per_image = (time.perf_counter() - started) / len(jobs)
                 for job, detections in zip(jobs, found):
                     self.metrics.inference.observe(per_image)
                     regions[job.task_index] += kinds.detections_to_regions(
                         detections, chosen, job.image.width, job.image.height)  # type: ignore[arg-type]
+                    doubts[job.task_index] += uncertainty.image_doubt(detections, chosen)  # type: ignore[arg-type]
         videos = {spec: target for spec, target in targets.items() if spec.media == "video" and target is not None}
         if videos:
             self._track_videos(tasks, videos, models, regions, failures, deadline, progress)
@@ -204,7 +208,14 @@ class YOLOBackend:
         failed = {id(f.task) for f in failures}  # type: ignore[attr-defined]
         self.metrics.tasks.labels("failed").inc(len(failed))
         self.metrics.tasks.labels("ok").inc(len(tasks) - len(failed))
-        return [convert.task_prediction(regions[i], versions) for i in range(len(tasks))]
+        looked = any(target is not None for target in targets.values())  # else no model saw any task
+        predictions = []
+        for i, task in enumerate(tasks):  # video tracks are decisions too: the tracker keeps no dropped ones
+            doubt = doubts[i] + uncertainty.regions_doubt(regions[i], videos.values())
+            score = uncertainty.task_score(regions[i], doubt if looked and id(task) not in failed else None,
+                                           self.settings.task_score)
+            predictions.append(convert.task_prediction(regions[i], versions, score))
+        return predictions
 
     def _track_videos(self, tasks: list[dict[str, Any]], targets: dict[label_config.ControlSpec, convert.Target],
                       models: dict[label_config.ControlSpec, ServedModel], regions: list[list[dict[str, Any]]],

@@ -199,7 +199,7 @@ def test_multiple_choice_predict_gives_one_region_above_the_threshold(served) ->
     answer = client.post("/predict", json={"tasks": [task], "label_config": config, "project": "2.1"})
     (region,) = answer.json["results"][0]["result"]
     assert region["value"]["choices"][0] == class_of(50_001) and len(region["value"]["choices"]) >= 1
-    assert answer.json["results"][0]["score"] == region["score"]
+    assert 0 < answer.json["results"][0]["score"] <= 1  # the task's doubt over every class (docs/uncertainty.md)
 
 
 def test_a_detect_checkpoint_behind_choices_is_a_setup_error_naming_the_fix(served) -> None:

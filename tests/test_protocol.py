@@ -83,7 +83,7 @@ def test_predict_waits_a_bounded_time_then_answers_503(make_client, ) -> None:
 
 
 def test_predict_returns_one_result_per_task_in_order(make_client) -> None:
-    client, detector, _ = make_client()
+    client, detector, _ = make_client(task_score="mean")  # the mean region score (uncertainty: test_uncertainty)
     answer = predict(client, [task(1, "a.png"), task(2, "empty.png"), task(3, "b.png")])
     assert answer.status_code == 200
     results = answer.json["results"]

@@ -42,6 +42,9 @@ SETTINGS: tuple[Var, ...] = (
     Var("MODEL_DIR", "./data/models", str, "Writable state: trained versions, registry, run status, image cache."),
     Var("MODEL_SCORE_THRESHOLD", "0.5", float,
         "Regions below this score are dropped (per control: model_score_threshold)."),
+    Var("TASK_SCORE", "uncertainty", str,
+        "A prediction's task score, which Label Studio's Data Manager sorts by: uncertainty (low = most borderline "
+        "objects, sort ascending to label those first; docs/uncertainty.md) or mean (the mean region score)."),
     Var("LOCAL_FILES_DOCUMENT_ROOT", "", str,
         "Label Studio's local-files root, mounted here: such images are read from disk, not over HTTP."),
     Var("DEVICE", "auto", str, "auto picks cuda, then mps, then cpu; or name one (cpu, cuda:0)."),
@@ -149,6 +152,7 @@ class Settings:
     weights_url: str
     model_dir: str
     model_score_threshold: float
+    task_score: str
     local_files_document_root: str
     device: str
     imgsz: str
@@ -212,6 +216,8 @@ class Settings:
     def check(self) -> None:
         if not 0.0 <= self.model_score_threshold <= 1.0:
             raise ValueError("MODEL_SCORE_THRESHOLD must be between 0 and 1")
+        if self.task_score not in ("uncertainty", "mean"):
+            raise ValueError(f"TASK_SCORE={self.task_score!r}: use uncertainty or mean")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ValueError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         if self.imgsz != "auto" and not (str(self.imgsz).isdigit() and int(self.imgsz) >= 32

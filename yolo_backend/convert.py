@@ -177,9 +177,11 @@ def region_label(region: dict[str, Any], result_type: str) -> str | None:
     return str(labels[0]) if labels else None
 
 
-def task_prediction(regions: list[dict[str, Any]], model_version: str) -> dict[str, Any]:
-    """Wrap regions as one task's prediction; the task score is the mean region score."""
-    score = sum(r["score"] for r in regions) / len(regions) if regions else 0.0
+def task_prediction(regions: list[dict[str, Any]], model_version: str, score: float | None = None
+                    ) -> dict[str, Any]:
+    """Wrap regions as one task's prediction; ``score``: the task's (``uncertainty.task_score``), else the mean."""
+    if score is None:
+        score = sum(r["score"] for r in regions) / len(regions) if regions else 0.0
     return {"result": regions, "score": round(score, SCORE_DECIMALS), "model_version": model_version}
 
 
