@@ -90,7 +90,7 @@ def train_and_judge(root: Path, work: Path, names: list[str], seed: int) -> tupl
 
 
 def task_doubt(found: list[Detection], target: Target, order: str) -> float:
-    """``uncertainty``: the served measure (summed doubt); ``max``: the least sure candidate alone (the rival)."""
+    """``uncertainty``/``power``: the summed doubt; ``max``: the least sure candidate alone (a rival)."""
     if order == "max":
         return max((uncertainty.decision_doubt(det.score, target.threshold_for(det.class_id)) for det in found
                     if det.score >= uncertainty.floor_for(target.threshold_for(det.class_id))), default=0.0)
@@ -98,7 +98,7 @@ def task_doubt(found: list[Detection], target: Target, order: str) -> float:
 
 
 def pick_uncertain(model: Any, root: Path, unlabeled: list[str], thresholds: dict[int, float], count: int,
-                   order: str = "uncertainty") -> list[str]:
+                   order: str = "uncertainty", salt: str = "") -> list[str]:
     """The ``count`` unlabeled images with the lowest task score, as the Data Manager sorted ascending shows them."""
     target = Target("label", "image", "rectanglelabels", labels=dict(enumerate(CLASSES)),
                     threshold=DEFAULT_THRESHOLD, class_thresholds=thresholds)
@@ -110,7 +110,10 @@ def pick_uncertain(model: Any, root: Path, unlabeled: list[str], thresholds: dic
         boxes = result.boxes
         found = [Detection(int(c), float(s), (0.0, 0.0, 1.0, 1.0))
                  for c, s in zip(boxes.cls.tolist(), boxes.conf.tolist())]
-        scored.append((uncertainty.confidence(task_doubt(found, target, order)), name))
+        doubt = task_doubt(found, target, order)
+        if order == "power":  # the score served under TASK_SCORE=sampled: doubt times a per-task draw
+            doubt = uncertainty.sampled_doubt(doubt, f"{salt}/{name}")
+        scored.append((uncertainty.confidence(doubt), name))
     scored.sort()
     empty = sum(score == 1.0 for score, _ in scored)
     print(f"    task scores of {len(scored)} unlabeled: picked {scored[0][0]:.3f}..{scored[count - 1][0]:.3f}, "
@@ -131,7 +134,7 @@ def run_order(root: Path, pool: list[str], seed: int, order: str, first: tuple[f
         if order == "random":
             picked = rng.sample(unlabeled, STEP)
         else:
-            picked = pick_uncertain(model, root, unlabeled, thresholds, STEP, order)
+            picked = pick_uncertain(model, root, unlabeled, thresholds, STEP, order, salt=f"{seed}-{round_no}")
         labeled += picked
         with tempfile.TemporaryDirectory(prefix="al-round-") as work:
             model, score, thresholds = train_and_judge(root, Path(work), labeled, seed)
@@ -170,7 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
-    parser.add_argument("--orders", default="uncertainty,random", help="comma-separated: uncertainty, random, max")
+    parser.add_argument("--orders", default="uncertainty,random",
+                        help="comma-separated: uncertainty, random, max, power")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 rounds")
     args = parser.parse_args()
     seeds, rounds = (1, 2) if args.quick else (args.seeds, args.rounds)

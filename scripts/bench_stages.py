@@ -53,7 +53,7 @@ def decode_costs(paths: list[Path], imgsz: int) -> dict[str, float]:
 
 
 def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: Path, imgsz: int | None,
-                device: str) -> dict[str, object]:
+                device: str, int8: bool = False) -> dict[str, object]:
     """Ultralytics' pre/inference/post split for our detector, and our conversion to Label Studio results."""
     from yolo_backend import convert, kinds
     from yolo_backend.detector import Detector, _detections
@@ -61,7 +61,7 @@ def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: P
     from yolo_backend.model_store import checkpoint_version
 
     detector = Detector.load(checkpoint, device=device, runtime=runtime, cache_root=cache_root,
-                             version=checkpoint_version(checkpoint), imgsz=imgsz)
+                             version=checkpoint_version(checkpoint), imgsz=imgsz, int8=int8, lanes=1)
     target = convert.Target("label", "image", "rectanglelabels", labels=dict(detector.names), threshold=0.5)
     stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "to detections": [],
                                       "to Label Studio results": []}

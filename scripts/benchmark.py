@@ -4,6 +4,12 @@
     .venv/bin/python scripts/benchmark.py --quick    # smoke run, about a minute
     .venv/bin/python scripts/benchmark.py --long 10000   # also RSS over 10,000 single-task requests
     .venv/bin/python scripts/benchmark.py --device cuda  # on a GPU machine (half precision, batches of 8)
+    .venv/bin/python scripts/benchmark.py --engines fp32 --lanes 1   # one engine, bulk lanes off
+
+Engines (``--engines``, default ``fp32,int8`` on a CPU): the backend is started once per engine,
+the same run, and the report sets them side by side with the plain way. ``int8`` first makes and
+judges the int8 copy exactly as ``yolo-ls int8`` does (the images' YOLO labels are the holdout)
+and serves with ``INT8=true``; when the copy fails its gate, fp32 serves and the report says so.
 
 Images: ../shared/datasets/coco128 when present (read in place, never copied), else
 generated images of COCO's sizes. Model: --model, else models/yolov5nu.pt when present,
@@ -47,19 +53,21 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def image_set(workdir: Path) -> tuple[Path, list[str], str]:
-    """(document root, image names under it, where they come from)."""
+def image_set(workdir: Path) -> tuple[Path, list[str], str, Path]:
+    """(document root, image names under it, where they come from, the YOLO folder judging int8)."""
     if COCO128.is_dir() and any(COCO128.glob("*.jpg")):
-        return COCO128, sorted(p.name for p in COCO128.glob("*.jpg")), "coco128"
-    from tests.support.synthetic import draw_sample
+        return COCO128, sorted(p.name for p in COCO128.glob("*.jpg")), "coco128", COCO128.parent.parent
+    from tests.support.synthetic import draw_sample, yolo_lines
 
     folder = workdir / "images"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(128):
         target = folder / f"{i:03d}.jpg"
         if not target.exists():
-            draw_sample(i, size=COCO_SIZES[i % len(COCO_SIZES)], max_shapes=6)[0].save(target, quality=90)
-    return folder, sorted(p.name for p in folder.glob("*.jpg")), "generated (COCO sizes)"
+            img, shapes = draw_sample(i, size=COCO_SIZES[i % len(COCO_SIZES)], max_shapes=6)
+            img.save(target, quality=90)
+            target.with_suffix(".txt").write_text("\n".join(yolo_lines(shapes, *img.size)) + "\n")
+    return folder, sorted(p.name for p in folder.glob("*.jpg")), "generated (COCO sizes)", folder
 
 
 def pick_model(requested: str, workdir: Path) -> Path:
@@ -118,13 +126,13 @@ def predict(url: str, config: str, image_urls: list[str], timeout: float = 900) 
 
 
 def serve_and_measure(args: argparse.Namespace, checkpoint: Path, root: Path, names: list[str],
-                      config: str) -> dict:
+                      config: str, engine: str = "fp32") -> dict:
     """Everything measured over HTTP against gunicorn: protocol latencies, task open, bulk, RSS."""
     env = {"MODEL_ROOT": str(checkpoint.parent), "MODEL_PATH": checkpoint.name, "RUNTIME": args.runtime,
            "MODEL_DIR": str(args.workdir / "state"), "LOCAL_FILES_DOCUMENT_ROOT": str(root), "DEVICE": args.device,
            "IMGSZ": str(args.imgsz), "WORKERS": "1", "THREADS": "8", "MEDIA_ALLOWED_HOSTS": "127.0.0.1",
-           "LOG_LEVEL": "INFO"}
-    server = start_backend(args.workdir / "server", env, timeout=600)  # the first start exports the model
+           "LOG_LEVEL": "INFO", "INT8": "true" if engine == "int8" else "false", "BULK_LANES": str(args.lanes)}
+    server = start_backend(args.workdir / f"server-{engine}", env, timeout=600)  # the first start exports
     images = ImageServer(root)
     out: dict = {}
     try:
@@ -152,9 +160,13 @@ def serve_and_measure(args: argparse.Namespace, checkpoint: Path, root: Path, na
 
 
 def _served_runtime(server: BackendServer) -> str:
-    """The engine the worker picked, from its 'loaded ... with <runtime> in' log line."""
-    found = re.findall(r"loaded .* with (\w+) in", server.log_path.read_text(errors="replace"))
-    return found[-1] if found else "unknown (see the server log)"
+    """The engine the worker picked, from its 'loaded ... with <runtime> at N px, T threads[, L bulk lanes]' line."""
+    found = re.findall(r"loaded .* with ([\w-]+) at \d+ px, (\d+) threads(, \d+ bulk lanes)?",
+                       server.log_path.read_text(errors="replace"))
+    if not found:
+        return "unknown (see the server log)"
+    engine, threads, lanes = found[-1]
+    return f"{engine}, {threads} threads{lanes}"
 
 
 def _long_run(url: str, config: str, local: list[str], pid: int, count: int) -> list[tuple[int, float]]:
@@ -168,47 +180,71 @@ def _long_run(url: str, config: str, local: list[str], pid: int, count: int) -> 
     return samples
 
 
-def report(args: argparse.Namespace, source: str, checkpoint: Path, plain: dict, ours: dict,
-           stages: dict, decode: dict) -> None:
+def report(args: argparse.Namespace, source: str, checkpoint: Path, plain: dict, engines: dict[str, dict],
+           stages: dict[str, dict], decode: dict, gate: dict | None) -> None:
+    """Plain, fp32 and int8 side by side; each target with MET or MISSED."""
     ms = 1000.0
-    plain_lat, open_local, open_http = plain["latencies"], ours["open_local"], ours["open_http"]
     plain_tps = args.tasks / plain["total_s"]
-    local_tps, http_tps = args.tasks / ours["bulk_local_s"], args.tasks / ours["bulk_http_s"]
+    base50, base95 = pct(plain["latencies"], 50), pct(plain["latencies"], 95)
     print(f"\n== setup: images {source}, model {checkpoint.name}, imgsz {args.imgsz} ({args.pixels} px), "
-          f"device {args.device}, "
-          f"our runtime {ours['runtime']}, cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
-    print("== (1) backend basics")
-    print(f"  /health p99 {pct(ours['health'], 99) * ms:.1f} ms   /setup p99 {pct(ours['setup'], 99) * ms:.1f} ms")
-    print("== (2) task open, one task per /predict (plain: YOLO(path).predict(path), same images, same run)")
-    rows = [("plain Ultralytics (in-process)", plain_lat), ("ours /predict, local-files", open_local),
-            ("ours /predict, HTTP image server", open_http)]
-    base50, base95 = pct(plain_lat, 50), pct(plain_lat, 95)
-    for name, values in rows:
-        p50, p95 = pct(values, 50), pct(values, 95)
-        print(f"  {name:34s} p50 {p50 * ms:7.1f} ms  p95 {p95 * ms:7.1f} ms   "
-              f"ratio to plain p50 {p50 / base50:.2f}x  p95 {p95 / base95:.2f}x")
-    print(f"   target: ours p50 <= 1.1x plain -> {'MET' if pct(open_local, 50) <= 1.1 * base50 else 'MISSED'}")
-    print(f"== (2) {args.tasks}-task /predict (one request)")
-    print(f"  plain, one task at a time        {plain['total_s']:7.1f} s  {plain_tps:6.2f} tasks/s")
-    for name, seconds, tps in (("ours, local-files", ours["bulk_local_s"], local_tps),
-                               ("ours, HTTP image server", ours["bulk_http_s"], http_tps)):
-        print(f"  {name:32s} {seconds:7.1f} s  {tps:6.2f} tasks/s  {tps / plain_tps:.2f}x plain")
-    fast_enough = ours["bulk_local_s"] < LS_TIMEOUT_S * args.tasks / 1200 and local_tps >= 2 * plain_tps
-    print(f"   target: 1,200 local-files tasks < 100 s and >= 2x plain -> {'MET' if fast_enough else 'MISSED'}"
-          + ("" if args.tasks == 1200 else f" (scaled to {args.tasks} tasks)"))
-    print("== memory (peak RSS, VmHWM)")
-    print(f"  plain process {plain['peak_rss_mb']:.0f} MB   our gunicorn worker {ours['peak_rss_mb']:.0f} MB   "
-          f"ratio {ours['peak_rss_mb'] / plain['peak_rss_mb']:.2f}x   target <= 1536 MB -> "
-          f"{'MET' if ours['peak_rss_mb'] <= 1536 else 'MISSED'}")
-    if ours["rss_samples"]:
-        samples = ours["rss_samples"]
-        first, last = samples[min(1, len(samples) - 1)][1], samples[-1][1]
-        print(f"  long run {ours['rss_samples']}: growth after the first 1,000 requests {last - first:+.0f} MB")
+          f"device {args.device}, cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, "
+          f"BULK_LANES={args.lanes}")
+    for name, ours in engines.items():
+        print(f"  {name}: served {ours['runtime']}; /health p99 {pct(ours['health'], 99) * ms:.1f} ms, "
+              f"/setup p99 {pct(ours['setup'], 99) * ms:.1f} ms")
+    if gate is not None:
+        print(f"  int8 gate ({gate.get('judged_images', '?')} judged images): {gate['reason']}")
+    width = 26
+    head = f"  {'':34s}{'plain Ultralytics':>{width}s}" + "".join(f"{name:>{width}s}" for name in engines)
+    print("== side by side (ratios are to the plain way, same run)")
+    print(head)
+
+    def row(label: str, plain_text: str, cells: list[str]) -> None:
+        print(f"  {label:34s}{plain_text:>{width}s}" + "".join(f"{c:>{width}s}" for c in cells))
+
+    for label, key in (("task open p50, local-files", "open_local"), ("task open p95, local-files", "open_local"),
+                       ("task open p50, HTTP images", "open_http")):
+        q, base = (95, base95) if "p95" in label else (50, base50)
+        row(label, f"{base * ms:.1f} ms", [f"{pct(o[key], q) * ms:.1f} ms ({pct(o[key], q) / base:.2f}x)"
+                                           for o in engines.values()])
+    row(f"{args.tasks}-task /predict, local-files", f"{plain['total_s']:.1f} s {plain_tps:.2f}/s",
+        [f"{o['bulk_local_s']:.1f} s ({args.tasks / o['bulk_local_s'] / plain_tps:.2f}x)" for o in engines.values()])
+    row(f"{args.tasks}-task /predict, HTTP images", "",
+        [f"{o['bulk_http_s']:.1f} s ({args.tasks / o['bulk_http_s'] / plain_tps:.2f}x)" for o in engines.values()])
+    row("peak RSS (VmHWM)", f"{plain['peak_rss_mb']:.0f} MB", [f"{o['peak_rss_mb']:.0f} MB" for o in engines.values()])
+    targets = {"fp32": (2.0, 0.55), "int8": (3.5, 0.35)}
+    print("== targets (issue 16)")
+    for name, ours in engines.items():
+        throughput, latency = targets.get(name, (2.0, 0.55))
+        ratio = args.tasks / ours["bulk_local_s"] / plain_tps
+        opened = pct(ours["open_local"], 50) / base50
+        in_time = ours["bulk_local_s"] < LS_TIMEOUT_S * args.tasks / 1200
+        print(f"  {name}: bulk {ratio:.2f}x >= {throughput}x -> {'MET' if ratio >= throughput else 'MISSED'}; "
+              f"task open p50 {opened:.2f}x <= {latency}x -> {'MET' if opened <= latency else 'MISSED'}; "
+              f"inside Label Studio's 100 s -> {'MET' if in_time else 'MISSED'}"
+              + ("" if args.tasks == 1200 else f" (scaled to {args.tasks} tasks)")
+              + f"; peak RSS <= 1536 MB -> {'MET' if ours['peak_rss_mb'] <= 1536 else 'MISSED'}")
+        if ours["rss_samples"]:
+            samples = ours["rss_samples"]
+            first, last = samples[min(1, len(samples) - 1)][1], samples[-1][1]
+            print(f"  {name} long run {samples}: growth after the first 1,000 requests {last - first:+.0f} MB")
     print("== where the time goes (median ms per image)")
     print("  plain, Ultralytics' split: " + ", ".join(f"{k} {v:.1f}" for k, v in plain["stages_ms"].items())
           + f" (torch threads {plain['torch_threads']})")
-    print("  ours:  " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in stages.items()))
+    for name, costs in stages.items():
+        print(f"  {name}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in costs.items()))
     print("  decode: " + ", ".join(f"{k} {v:.1f}" for k, v in decode.items()))
+
+
+def judge_int8(args: argparse.Namespace, checkpoint: Path, holdout: Path) -> dict:
+    """The int8 copy made and judged as ``yolo-ls int8`` does, into the state the server reads."""
+    os.environ["MODEL_DIR"] = str(args.workdir / "state")
+    from yolo_backend.config import Settings
+    from yolo_backend.training.quantize import for_base
+
+    settings = Settings.from_env({**os.environ, "IMGSZ": str(args.imgsz), "DEVICE": args.device})
+    return for_base(checkpoint, holdout, settings)
 
 
 def main() -> None:
@@ -217,6 +253,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1200, help="tasks in the one bulk /predict (default 1200)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     parser.add_argument("--runtime", default="auto", help="RUNTIME of the backend: auto, torch, onnx, openvino")
+    parser.add_argument("--engines", default="", help="fp32,int8 (default on a CPU with ONNX Runtime) or fp32")
+    parser.add_argument("--lanes", default="0", help="BULK_LANES of the backend (0: one per core; 1: off)")
     parser.add_argument("--imgsz", default="auto", help="IMGSZ of the backend: auto (the checkpoint's) or pixels")
     parser.add_argument("--model", default="", help="checkpoint to serve (default: see above)")
     parser.add_argument("--long", type=int, default=0, help="also send this many single-task requests, tracking RSS")
@@ -225,21 +263,29 @@ def main() -> None:
     if args.quick:
         args.tasks = min(args.tasks, 60)
     args.workdir = args.workdir.resolve()
-    root, names, source = image_set(args.workdir)
+    root, names, source, holdout = image_set(args.workdir)
     names = names[:20] if args.quick else names
     checkpoint = pick_model(args.model, args.workdir)
     config = label_config(checkpoint)
+    on_cpu = args.device == "cpu" and args.runtime in ("auto", "onnx")
+    engines = (args.engines or ("fp32,int8" if on_cpu else "fp32")).split(",")
     # The plain run and the stage costs call Ultralytics directly: they get the size in pixels.
     args.pixels = checkpoint_imgsz(checkpoint) if args.imgsz == "auto" else int(args.imgsz)
     print(f"plain Ultralytics: {args.tasks} tasks one at a time ...", flush=True)
     plain = run_plain(checkpoint, [root / n for n in names], args.tasks, args.device, args.pixels)
-    print("our backend under gunicorn ...", flush=True)
-    ours = serve_and_measure(args, checkpoint, root, names, config)
-    print("stage costs ...", flush=True)
+    gate = None
+    measured, stages = {}, {}
     paths = [root / n for n in names[:40]]
-    stages = model_costs(paths, checkpoint, args.runtime, args.workdir / "state" / "runtime", args.pixels,
-                         args.device)
-    report(args, source, checkpoint, plain, ours, stages, decode_costs(paths, args.pixels))
+    for engine in engines:
+        if engine == "int8":
+            print("int8: making and judging the copy (yolo-ls int8) ...", flush=True)
+            gate = judge_int8(args, checkpoint, holdout)
+        print(f"our backend under gunicorn, {engine} ...", flush=True)
+        measured[engine] = serve_and_measure(args, checkpoint, root, names, config, engine)
+        print(f"stage costs, {engine} ...", flush=True)
+        stages[engine] = model_costs(paths, checkpoint, args.runtime, args.workdir / "state" / "runtime",
+                                     args.pixels, args.device, int8=engine == "int8")
+    report(args, source, checkpoint, plain, measured, stages, decode_costs(paths, args.pixels), gate)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,41 @@ def test_real_model_results_are_well_formed(served) -> None:
             assert len(p["value"]["points"]) == 4 and p["value"]["closed"] is True
 
 
+def test_a_many_task_predict_runs_on_lanes_and_answers_as_one_task_requests_do(tmp_path: Path) -> None:
+    """Throughput mode (BULK_LANES=2) splits a bulk request among single-threaded engines: same regions."""
+    from tests.support import random_model
+
+    root = tmp_path / "models"
+    random_model.build(root / "lively.pt")  # finds boxes, so its ONNX export passes the check and serves
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(4):
+        draw_sample(i, size=(288, 224))[0].save(docs / f"{i}.jpg")
+    settings = Settings.from_env({}, model_root=str(root), model_path="lively.pt", model_dir=str(tmp_path / "state"),
+                                 local_files_document_root=str(docs), model_score_threshold=0.3, imgsz="256",
+                                 runtime="onnx", bulk_lanes=2)
+    backend = YOLOBackend(settings)
+    backend.store.start(background=False)
+    try:
+        client = create_app(backend).test_client()
+        detector = backend.store.base().detector
+        assert detector.runtime == "onnx" and len(detector.lanes) == 2
+        tasks = [{"id": i, "data": {"image": f"/data/local-files/?d={i}.jpg"}} for i in range(4)]
+        bulk = client.post("/predict", json={"tasks": tasks, "label_config": CONFIG, "project": "1.1"}).json
+        found = 0
+        for task, together in zip(tasks, bulk["results"]):
+            alone = client.post("/predict", json={"tasks": [task], "label_config": CONFIG, "project": "1.1"})
+            regions = [r for r in alone.json["results"][0]["result"] if r["type"] == "rectanglelabels"]
+            shared = [r for r in together["result"] if r["type"] == "rectanglelabels"]
+            assert [r["value"]["rectanglelabels"] for r in regions] == [r["value"]["rectanglelabels"] for r in shared]
+            for a, b in zip(regions, shared):
+                assert abs(a["value"]["x"] - b["value"]["x"]) < 0.1 and abs(a["score"] - b["score"]) < 0.01
+            found += len(regions)
+        assert found >= 4, "the comparison needs boxes"
+    finally:
+        backend.close()
+
+
 def test_same_boxes_as_calling_ultralytics_directly(served, random_model_root: Path) -> None:
     from ultralytics import YOLO
 

@@ -210,3 +210,24 @@ def test_parity_needs_enough_compared_boxes() -> None:
     assert few.compared == 7 and not few.ok and few.problems[0].startswith("only 7 boxes compared (< 20)")
     enough = same_detections([boxes[:12], boxes[12:]], [boxes[:12], boxes[12:]], CONF)
     assert enough.ok and enough.compared == 20
+
+
+def test_the_base_models_check_runs_in_a_child_process_that_leaves_torch_inference_out_of_the_worker(
+        lively: Path, tmp_path: Path) -> None:
+    """The worker keeps only the verdict; the torch side of the check ran and ended in another process."""
+    cache_root = tmp_path / "runtime"
+    verdict = runtime.prepare_apart(lively, "onnx", "cpu", IMGSZ, cache_root)
+    assert verdict.runtime == "onnx" and verdict.compared >= MIN_COMPARED_BOXES, verdict.reason
+    assert runtime.prepared(lively, "onnx", "cpu", IMGSZ, cache_root).path == verdict.path
+    written = runtime.read_verdict(_folder(cache_root, lively))
+    assert written is not None and written["reason"] == verdict.reason
+    # what a later start does: the same export, reused, not made again
+    assert runtime.prepare_apart(lively, "onnx", "cpu", IMGSZ, cache_root).path == verdict.path
+
+
+def test_a_child_that_cannot_check_serves_torch_with_the_reason(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    verdict = runtime.prepare_apart(broken, "onnx", "cpu", IMGSZ, tmp_path / "runtime")
+    assert verdict.runtime == "torch" and verdict.path == broken
+    assert "serving torch" in verdict.reason

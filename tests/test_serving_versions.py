@@ -35,7 +35,7 @@ ONE_CONTROL = ('<View><Image name="image" value="$image"/>'
 class Blind(ColorBlobDetector):
     """A trained version that knows the labels and finds nothing."""
 
-    def detect(self, images: list, conf: float = 0.25) -> list:
+    def detect(self, images: list, conf: float = 0.25, bulk: bool = False) -> list:
         return [[] for _ in images]
 
 

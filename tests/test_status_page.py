@@ -160,12 +160,13 @@ def live(tmp_path: Path) -> Iterator[LiveApp]:
 
 
 def publish(model_dir: Path, project: str, labels: list[str], run_id: str = "20260101-000000-abcdef",
-            decision: str = "better") -> str:
+            decision: str = "better", extra: dict | None = None) -> str:
     """A promoted version as a run records it (weights, scores, the run's kept results.png)."""
     candidate = model_dir / "candidate.pt"
     candidate.parent.mkdir(parents=True, exist_ok=True)
     candidate.write_bytes(b"weights")
-    scores = {"candidate": {"f1": 0.8, "map50_95": 0.5, "map50": 0.9, "images": 4, "metric": "mAP50-95"}}
+    scores = {"candidate": {"f1": 0.8, "map50_95": 0.5, "map50": 0.9, "images": 4, "metric": "mAP50-95"},
+              **(extra or {})}
     version = Registry(model_dir, project).publish(candidate, labels, scores, run_id, decision=decision)
     kept = run_files(model_dir, project, run_id)
     kept.mkdir(parents=True, exist_ok=True)
@@ -298,3 +299,18 @@ def test_retention_keeps_the_run_files_of_kept_versions_and_the_last_runs(tmp_pa
     old = old_run_files(folder, {names[0], None})
     assert [p.name for p in old] == names[1:-RECENT_RUN_FILES]
     assert old_run_files(tmp_path / "none", set()) == []
+
+
+def test_each_version_shows_its_engine_and_why_int8_does_or_does_not_serve(live: LiveApp) -> None:
+    model_dir = live.settings.model_dir_path
+    failed = "int8 loses more than INT8_MAX_DROP=0.01 in f1 (f1 0.8000 vs fp32 0.9000): fp32 serves"
+    publish(model_dir, "12", ["square"], run_id="20260101-000000-aaaaaa",
+            extra={"runtime": {"runtime": "onnx"}, "int8": {"ok": False, "reason": failed}})
+    publish(model_dir, "12", ["square"], run_id="20260101-000000-bbbbbb",
+            extra={"runtime": {"runtime": "onnx"}, "int8": {"ok": True, "reason": "int8 within INT8_MAX_DROP=0.01"}})
+    publish(model_dir, "13", ["square"], extra={"runtime": {"runtime": "torch"}})
+    page = requests.get(f"{live.url}/status", timeout=5).text
+    assert "<th>engine</th>" in page
+    assert f"onnx (not int8) <span class='muted'>{failed}</span>" in page
+    assert "int8 <span class='muted'>int8 within INT8_MAX_DROP=0.01</span>" in page
+    assert "<td>torch</td>" in page

@@ -39,11 +39,11 @@ def shapes_base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _settings(tmp_path: Path, model_root: Path, doc_root: Path) -> Settings:
+def _settings(tmp_path: Path, model_root: Path, doc_root: Path, **overrides: object) -> Settings:
     return Settings.from_env({}, model_root=str(model_root), model_path="yolov5nu.pt",
                              model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root),
                              device="cpu", imgsz=160, model_score_threshold=0.25, train_imgsz=160,
-                             train_epochs=30, train_batch=8, train_patience=30, train_min_images=10)
+                             train_epochs=30, train_batch=8, train_patience=30, train_min_images=10, **overrides)
 
 
 def iou(a, b) -> float:
@@ -61,7 +61,8 @@ def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path
 
     doc_root = tmp_path / "docroot"
     tasks = write_project(doc_root, 40)
-    settings = _settings(tmp_path, shapes_base_root, doc_root)
+    # INT8 on: the run also makes and judges the int8 copy (int8.py); the same run, no second training
+    settings = _settings(tmp_path, shapes_base_root, doc_root, int8=True)
     trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks))
 
     started = time.monotonic()
@@ -110,6 +111,16 @@ def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path
     assert versions["runs"][-1]["state"] == "promoted"
     assert client.get(f"/training/status?project={PROJECT}").get_json()["served_version"] == f"p{PROJECT}-v1"
     assert b'yolo_backend_training_served_version{project="7"} 1.0' in client.get("/metrics").data
+
+    # int8: judged against fp32 on the same holdout; it serves exactly when its gate passed
+    gate = run["metrics"]["int8"]
+    assert gate["fp32"] == {"mAP50-95": round(after["map50_95"], 4), "f1": round(after["f1"], 4)}, gate
+    assert set(gate["int8"]) == {"mAP50-95", "f1"} and "INT8_MAX_DROP=0.01" in gate["reason"], gate
+    drops = [gate["fp32"][k] - gate["int8"][k] for k in ("mAP50-95", "f1")]
+    assert gate["ok"] is (max(drops) <= 0.01 + 1e-9), gate
+    served = backend.store.serve(PROJECT, "label").detector
+    assert served.runtime == ("onnx-int8" if gate["ok"] else "onnx"), (served.runtime, gate)
+    print(f"int8 gate: {gate['reason']}")
 
 
 

@@ -188,13 +188,38 @@ def _review_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_review)
 
 
+def _int8_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "int8", help="make and judge the int8 copy of a base model on a labeled YOLO folder (INT8=true serves it)",
+        epilog=EPILOG, description="Trained versions get their int8 copy from the training run. A base model "
+        "(MODEL_ROOT/MODEL_PATH) has no holdout, so it gets one here: the folder's labeled images alternate, odd "
+        "ones judge and even ones calibrate; the copy serves only when mAP50-95 and F1 at MODEL_SCORE_THRESHOLD "
+        "each fall by at most INT8_MAX_DROP against fp32. Written to MODEL_DIR/runtime (docs/speed.md).")
+    p.add_argument("folder", type=Path, help="images with YOLO labels whose class ids are the model's")
+    p.add_argument("--model", type=Path, help="checkpoint (default: MODEL_ROOT/MODEL_PATH, what the service loads)")
+    p.set_defaults(run=_run_int8)
+
+
+def _run_int8(args: argparse.Namespace) -> int:
+    from .config import Settings
+    from .training.quantize import for_base
+
+    settings = Settings.from_env()
+    checkpoint = args.model or settings.model_root_path / settings.model_path
+    if not checkpoint.is_file():
+        raise ValueError(f"no checkpoint at {checkpoint}: pass --model PATH or set MODEL_ROOT/MODEL_PATH")
+    gate = for_base(checkpoint, args.folder, settings)
+    print(json.dumps(gate, indent=1))
+    return 0 if gate["ok"] else 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolo-ls", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Run 'yolo-ls <command> --help' for the options of each command.")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "WARNING"), help="(default %(default)s)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
-    for add in (_import_parser, _export_parser, _prelabel_parser, _review_parser):
+    for add in (_import_parser, _export_parser, _prelabel_parser, _review_parser, _int8_parser):
         add(commands)
     return parser
 

@@ -58,6 +58,12 @@ SETTINGS: tuple[Var, ...] = (
         "Inference threads per worker (torch, ONNX Runtime, OpenVINO); 0 = cores // WORKERS, at least 1."),
     Var("RUNTIME", "auto", str,
         "auto (ONNX Runtime, else OpenVINO, else torch), torch, onnx or openvino; exports cached in MODEL_DIR."),
+    Var("INT8", "false", bool,
+        "Serve an int8 copy of each trained version's ONNX export when its holdout scores stay within "
+        "INT8_MAX_DROP (a base model: `yolo-ls int8 FOLDER`); docs/speed.md."),
+    Var("INT8_MAX_DROP", "0.01", float, "Most mAP50-95 (top-1) and F1 the int8 copy may lose against fp32."),
+    Var("BULK_LANES", "0", int,
+        "Engine copies a many-task /predict runs side by side, one thread each; 0 = the worker's cores, 1 = off."),
     Var("FETCH_WORKERS", "8", int, "Images of one /predict downloaded or decoded concurrently."),
     Var("HTTP_TIMEOUT", "15", float, "Seconds before an image download or Label Studio call gives up."),
     Var("MEDIA_ALLOWED_HOSTS", "", str,
@@ -161,6 +167,9 @@ class Settings:
     batch_size: int
     torch_threads: int
     runtime: str
+    int8: bool
+    int8_max_drop: float
+    bulk_lanes: int
     fetch_workers: int
     http_timeout: float
     media_allowed_hosts: str
@@ -225,6 +234,10 @@ class Settings:
             raise ValueError(f"IMGSZ={self.imgsz!r}: use auto or a multiple of 32 (at least 32)")
         if self.runtime not in ("auto", "torch", "onnx", "openvino"):
             raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
+        if not 0.0 <= self.int8_max_drop <= 1.0:
+            raise ValueError("INT8_MAX_DROP must be between 0 and 1 (0.01 is one point of mAP50-95 and of F1)")
+        if self.bulk_lanes < 0:
+            raise ValueError("BULK_LANES must be 0 (the worker's cores), 1 (off) or more")
         if self.train_imgsz < 32 or self.train_imgsz % 32:
             raise ValueError("TRAIN_IMGSZ must be a multiple of 32 (at least 32)")
         if not 0.0 < self.train_holdout < 1.0:

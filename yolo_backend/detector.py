@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -132,19 +133,23 @@ class Detector:
         self.name = name
         self.names: dict[int, str] = {int(k): str(v) for k, v in getattr(model, "names", {}).items()}
         self.runtime = "torch"  # or the exported engine serving it, set by runtime selection
+        self.source: Path | None = None  # the exported file an engine loaded from (None: torch)
+        self.lanes: list[Detector] = []  # single-threaded copies a many-image call runs side by side
         self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path, device: str = "auto", imgsz: int | None = None, torch_threads: int = 0,
              runtime: str = "torch", cache_root: Path | None = None, version: str = "", prepare: bool = True,
-             workers: int | None = None, **options: object) -> Detector:
+             workers: int | None = None, int8: bool = False, lanes: int = 1, **options: object) -> Detector:
         """Load ``path`` at ``imgsz`` (None: the size it was trained at, as Ultralytics predicts).
 
         With ``cache_root`` an exported engine may serve it (see runtime.py): ``prepare`` exports and
         checks it first (the base model, loading in the background); otherwise only an export that
         already passed its check is used (trained versions, checked by the training job).
         ``torch_threads`` 0 gives torch and the engine this worker's share of the cores among
-        ``workers`` (default: WORKERS from the environment).
+        ``workers`` (default: WORKERS from the environment). ``int8``: serve the int8 copy of the
+        ONNX export when its gate passed (int8.py). ``lanes`` > 1: as many single-threaded copies
+        of an exported engine for many-image calls (``detect(..., bulk=True)``); 0: one per thread.
         """
         started = time.perf_counter()
         model = load_ultralytics(path)
@@ -156,24 +161,70 @@ class Detector:
         detector = cls(model, device=pick_device(device), imgsz=imgsz, name=path.name,
                        **options)  # type: ignore[arg-type]
         if runtime != "torch" and cache_root is not None:
-            detector = _faster(detector, path, runtime, cache_root, prepare, threads)
+            detector = _faster(detector, path, runtime, cache_root, prepare, threads, int8)
+            detector.add_lanes(threads if lanes == 0 else lanes)
         detector.warm_up()
         # last: Ultralytics sets torch's threads on import and again on each model's first predict
         # (select_device: cores - 1, at most 8), whatever was set before
         set_torch_threads(threads)
-        log.info("loaded %s%s (%s, %d classes) on %s with %s at %d px, %d threads, in %.1f s", path.name,
+        log.info("loaded %s%s (%s, %d classes) on %s with %s at %d px, %d threads%s, in %.1f s", path.name,
                  f" as {version}" if version else "", task, len(detector.names), detector.device, detector.runtime,
-                 detector.imgsz, threads, time.perf_counter() - started)
+                 detector.imgsz, threads, f", {len(detector.lanes)} bulk lanes" if detector.lanes else "",
+                 time.perf_counter() - started)
         return detector
 
     def warm_up(self) -> None:
         """The first call pays for lazy initialisation; pay it at load, not in a request."""
         self.detect([np.zeros((64, 64, 3), dtype=np.uint8)], conf=0.99)
 
-    def detect(self, images: Sequence[np.ndarray], conf: float = 0.25, iou: float | None = None
+    def add_lanes(self, count: int) -> None:
+        """``count`` single-threaded copies of this exported engine, for many-image calls (throughput mode).
+
+        One session with every thread is fastest for one image (a task opening); for many, the
+        same cores give more images per second as sessions side by side, one thread each: no
+        thread waits on another inside an operator. Only for an exported engine on the CPU
+        (torch's threads are one pool per process); the copies share the file, not memory.
+        """
+        from . import runtime
+
+        source = self.source
+        if count < 2 or source is None or self.lanes:
+            return
+        try:
+            for _ in range(count):
+                lane = Detector(load_ultralytics(source, self.task), device=self.device, imgsz=self.imgsz, iou=self.iou,
+                                max_det=self.max_det, batch_size=self.batch_size, name=self.name)
+                lane.runtime = self.runtime
+                lane.warm_up()
+                runtime.limit_threads(lane.model, self.engine, source, 1)
+                lane.warm_up()
+                self.lanes.append(lane)
+        except Exception as exc:  # the single session keeps serving everything
+            log.warning("%s: no bulk lanes (%s: %s)", self.name, type(exc).__name__, str(exc)[:200])
+            self.lanes = []
+
+    @property
+    def engine(self) -> str:
+        """The engine family ``limit_threads`` knows: onnx for the fp32 and int8 graphs alike."""
+        return "onnx" if self.runtime.startswith("onnx") else self.runtime
+
+    def detect(self, images: Sequence[np.ndarray], conf: float = 0.25, iou: float | None = None, bulk: bool = False
                ) -> list[list[Detection]]:
-        """Detections for each BGR image, in that image's pixel coordinates (``iou``: NMS, default IOU)."""
-        out: list[list[Detection]] = []
+        """Detections for each BGR image, in that image's pixel coordinates (``iou``: NMS, default IOU).
+
+        ``bulk``: part of a many-task request; with lanes, the images are split among them.
+        """
+        if bulk and self.lanes and len(images) > 1:
+            lanes = self.lanes[:len(images)]
+            shares = [list(images[i::len(lanes)]) for i in range(len(lanes))]  # interleaved: even work
+            # threads for this call only: a retired version leaves none behind (a group is ~8 images, ~0.1 ms to start)
+            with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="lane") as pool:
+                done = list(pool.map(lambda pair: pair[0].detect(pair[1], conf, iou), zip(lanes, shares)))
+            out: list[list[Detection]] = [[] for _ in images]
+            for i, found in enumerate(done):
+                out[i::len(lanes)] = found
+            return out
+        out = []
         for start in range(0, len(images), self.batch_size):
             batch = list(images[start:start + self.batch_size])
             options = dict(imgsz=self.imgsz, conf=conf, iou=self.iou if iou is None else iou, max_det=self.max_det,
@@ -188,21 +239,32 @@ class Detector:
 
 
 def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, prepare: bool,
-            threads: int) -> Detector:
-    """The same checkpoint on an exported engine that answered as torch does; else ``detector`` (torch)."""
+            threads: int, int8: bool = False) -> Detector:
+    """The same checkpoint on an exported engine that answered as torch does; else ``detector`` (torch).
+
+    With ``int8``, the int8 copy of the ONNX export when its holdout gate passed (int8.py).
+    """
+    from . import int8 as quantized
     from . import runtime
 
-    if prepare:
-        choice: runtime.Choice = runtime.prepare(path, requested, detector.device, detector.imgsz, cache_root,
-                                                 runtime.probe_images())
+    if prepare:  # in a child process: the worker never runs torch's inference for a check
+        choice: runtime.Choice = runtime.prepare_apart(path, requested, detector.device, detector.imgsz, cache_root)
     else:
         choice = runtime.prepared(path, requested, detector.device, detector.imgsz, cache_root)
     if choice.runtime == "torch":
         return detector  # prepare()/prepared() logged why
+    label = choice.runtime
+    if int8 and choice.runtime == "onnx":
+        graph = quantized.passed(cache_root, runtime.content_key(path), detector.imgsz)
+        if graph is not None:
+            choice, label = runtime.Choice("onnx", graph), quantized.RUNTIME
+        else:
+            log.info("%s: no int8 copy passed its gate at %d px; fp32 serves", path.name, detector.imgsz)
     try:
         fast = Detector(load_ultralytics(choice.path, detector.task), device=detector.device, imgsz=detector.imgsz,
                         iou=detector.iou, max_det=detector.max_det, batch_size=detector.batch_size, name=path.name)
-        fast.runtime = choice.runtime
+        fast.runtime = label
+        fast.source = choice.path
         fast.warm_up()  # a graph that loads lazily fails here, not in a request
         if runtime.limit_threads(fast.model, choice.runtime, choice.path, threads):
             fast.warm_up()  # the rebuilt session's first call, too

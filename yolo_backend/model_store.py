@@ -163,7 +163,8 @@ class ModelStore:
             version = self._file_versions(path)  # hashed once: /setup's plan may have done it already
             options = dict(imgsz=self.settings.fixed_imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
                            batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads,
-                           workers=self.settings.workers, prepare=prepare)
+                           workers=self.settings.workers, prepare=prepare, int8=self.settings.int8,
+                           lanes=self.settings.bulk_lanes)
             # Exports (runtime.py) are keyed by the checkpoint's content and image size, not its name.
             runtime = dict(runtime=self.settings.runtime, version=version,
                            cache_root=self.settings.model_dir_path / "runtime")

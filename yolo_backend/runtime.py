@@ -18,7 +18,11 @@ in the log and the verdict: serving slower beats serving different boxes.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -95,19 +99,6 @@ def candidates(requested: str, device: str) -> tuple[str, ...]:
     return (*(name for name in wanted if available(name)), "torch")
 
 
-# -- where exports live ------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
 # -- reading a verdict (web workers) -----------------------------------------
 
 
@@ -127,12 +118,7 @@ def prepared(checkpoint: Path, requested: str, device: str, imgsz: int, cache_ro
     return Choice("torch", checkpoint)
 
 
-# -- threads of a loaded engine (web workers) ---------------------------------
-
-
 # -- exporting and checking (training job, base model at start) ---------------
-
-
 
 
 def check(checkpoint: Path, exported: Path, device: str, imgsz: int,
@@ -215,8 +201,37 @@ def prepare(checkpoint: Path, requested: str, device: str, imgsz: int, cache_roo
     return Verdict("torch", checkpoint, 0, f"{reason}: serving torch")
 
 
-# -- probe images for the base model ------------------------------------------
+# -- the base model's check, in its own process ---------------------------------
+
+VERDICT_LINE = "runtime-verdict: "
 
 
+def prepare_apart(checkpoint: Path, requested: str, device: str, imgsz: int, cache_root: Path,
+                  timeout: float = 1800) -> Verdict:
+    """``prepare()`` on probe images in a child process; the web worker only reads its verdict.
+
+    The check runs torch's inference, whose working memory (about 270 MB for yolov5nu at
+    640 px, measured) a process keeps for good; a worker that then serves an export would
+    carry it for nothing. Any failure of the child is a torch verdict with the reason.
+    """
+    from .training.runner import child_env
+
+    argv = [sys.executable, "-m", "yolo_backend.runtime", str(checkpoint), requested, device, str(imgsz),
+            str(cache_root)]
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=timeout, env=child_env(), check=False)
+        line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith(VERDICT_LINE))
+        data = json.loads(line[len(VERDICT_LINE):])
+        return Verdict(str(data["runtime"]), Path(data["path"]), int(data["compared"]), str(data["reason"]))
+    except (OSError, subprocess.SubprocessError, StopIteration, ValueError, KeyError, TypeError) as exc:
+        reason = f"the export check's process failed ({type(exc).__name__}: {str(exc)[:200]}): serving torch"
+        log.warning("%s at %d px: %s", checkpoint.name, imgsz, reason)
+        return Verdict("torch", checkpoint, 0, reason)
 
 
+if __name__ == "__main__":  # the child of prepare_apart()
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+    path, engine, on, size, root = sys.argv[1:6]
+    found = prepare(Path(path), engine, on, int(size), Path(root), probe_images())
+    print(VERDICT_LINE + json.dumps(found.to_json()), flush=True)

@@ -242,14 +242,28 @@ def _versions(p: dict[str, Any]) -> str:
                                                                                      else "")
         rows.append(f"<tr><td>{_e(v['version'])}</td><td>{mark}</td><td>{_when(v.get('created'))}</td>"
                     f"<td>{s['f1']}</td><td>{s['quality']} <span class='muted'>{s['metric']}</span></td>"
-                    f"<td>{s['map50']}</td><td>{s['images']}</td><td>{_e(v.get('decision', ''))}</td></tr>")
+                    f"<td>{s['map50']}</td><td>{s['images']}</td><td>{_engine(v.get('metrics'))}</td>"
+                    f"<td>{_e(v.get('decision', ''))}</td></tr>")
     chart = line_chart("holdout score per version", [
         ("F1", [(v["number"], _float(_scores(v.get("metrics"))["f1"])) for v in versions]),
         ("mAP50-95 / top-1", [(v["number"], _float(_scores(v.get("metrics"))["quality"])) for v in versions])],
         top=1.0, x_name="version")
     return ("<h3>Versions</h3><table class='versions'><tr><th>version</th><th></th><th>created</th><th>F1</th>"
-            "<th>score</th><th>mAP50</th><th>holdout images</th><th>why promoted</th></tr>" + "".join(rows)
+            "<th>score</th><th>mAP50</th><th>holdout images</th><th>engine</th><th>why promoted</th></tr>"
+            + "".join(rows)
             + f"</table><div class='charts'>{chart}</div>")
+
+
+def _engine(metrics: Any) -> str:
+    """The engine a version's run checked (onnx, torch) and, with INT8 on, its int8 gate and why."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    runtime = metrics.get("runtime") if isinstance(metrics.get("runtime"), dict) else {}
+    name = str(runtime.get("runtime", ""))
+    gate = metrics.get("int8")
+    if not isinstance(gate, dict):
+        return _e(name)
+    verdict = "int8" if gate.get("ok") is True else f"{name} (not int8)"
+    return f"{_e(verdict)} <span class='muted'>{_e(str(gate.get('reason', '')))}</span>"
 
 
 def _runs(runs: list[dict[str, Any]]) -> str:

@@ -42,7 +42,7 @@ class ColorBlobDetector:
         self.delay = delay
         self.calls: list[int] = []
 
-    def detect(self, images: list[np.ndarray], conf: float = 0.25) -> list[list[Detection]]:
+    def detect(self, images: list[np.ndarray], conf: float = 0.25, bulk: bool = False) -> list[list[Detection]]:
         self.calls.append(len(images))
         out = []
         for img in images:

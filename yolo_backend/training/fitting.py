@@ -217,17 +217,20 @@ def no_model(examples: Sequence[Example], kind: Kind) -> list[scoring.Image]:
 
 
 def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: ControlSpec, settings: Settings,
-                    kind: Kind) -> list[scoring.Image]:
+                    kind: Kind, engine: Path | None = None) -> list[scoring.Image]:
     """Run ``checkpoint`` over the holdout as the service serves it, mapped to ``kind``'s classes for ``spec``.
 
     Same image size (IMGSZ, or the checkpoint's own under ``auto``), IoU and max_det as
     serving, and the same class -> label mapping (``predicted_values``, exact, case-folded),
-    at a low confidence so that every threshold can be judged from one pass.
+    at a low confidence so that every threshold can be judged from one pass. ``engine``: an
+    export of the checkpoint predicts instead (the int8 gate).
     """
     from ..detector import Detector, checkpoint_imgsz, load_ultralytics
 
     model = load_ultralytics(checkpoint)
     imgsz = settings.fixed_imgsz or checkpoint_imgsz(model)
+    if engine is not None:  # an exported graph of the checkpoint (the int8 gate), at the checkpoint's size
+        model = load_ultralytics(engine, model.task)
     detector = Detector(model, device=pick_device(settings.device), imgsz=imgsz, iou=settings.iou,
                         max_det=settings.max_det, name=checkpoint.name)
     to_label = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}

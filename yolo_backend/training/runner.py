@@ -81,7 +81,7 @@ class LocalRunner:
         project = entry["project"]
         child = subprocess.Popen([sys.executable, "-m", "yolo_backend.training.job", project, entry["run_id"],
                                   entry.get("source", self.source)],
-                                 stdin=subprocess.PIPE, env=_child_env(), text=True)
+                                 stdin=subprocess.PIPE, env=child_env(), text=True)
         payload = json.dumps(dataclasses.asdict(self.settings))
         threading.Thread(target=_feed_and_reap, args=(child, payload, project, self.pump), daemon=True,
                          name=f"training-{project}").start()
@@ -90,7 +90,7 @@ class LocalRunner:
         return {"pid": child.pid, "host": socket.gethostname(), "start_time": stat[1] if stat else None}
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The parent's environment, with this package importable whatever the working directory."""
     root = str(Path(__file__).resolve().parents[2])
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]

@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import kinds
 from ..config import Settings
 from ..model_store import UNTRAINED, checkpoint_version
-from . import scoring, state
+from . import quantize, scoring, state
 from .collect import LABEL_STUDIO, load_project
 from .dataset import Dataset, Example, build_dataset, training_control
 from .registry import Registry, ServedChanged, project_dir
@@ -120,6 +120,11 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     book.save(run)
     verdict, imgsz = _prepare_runtime(candidate, dataset, settings)
     run.metrics["runtime"] = verdict
+    if settings.int8:  # a quantized copy, served only if the holdout says it is as good (int8.py)
+        run.progress = {**run.progress, "phase": "int8: quantizing and judging on the holdout"}
+        book.save(run)
+        run.metrics["int8"] = quantize.for_version(candidate, verdict, imgsz, dataset, spec, settings, kind,
+                                                       scores)
 
     # publish: unless someone chose another served version meanwhile (a rollback stands)
     try:
