@@ -38,7 +38,6 @@ Plain functions on plain data, as ``convert``: no torch, no I/O.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -111,22 +110,6 @@ def regions_doubt(regions: Iterable[dict[str, Any]], targets: Iterable[Target]) 
     thresholds = {target.from_name: target.threshold for target in targets}
     return sum(decision_doubt(float(r["score"]), thresholds[r["from_name"]]) for r in regions
                if r.get("from_name") in thresholds and r.get("score") is not None)
-
-
-def sampled_doubt(doubt: float, key: str, beta: float = 1.0) -> float:
-    """``doubt`` times a Gumbel draw fixed by ``key``: a sort by it is power sampling (Kirsch et al., TMLR 2023).
-
-    Taking the ``k`` largest of ``log(doubt) + G/beta`` (``G`` standard Gumbel) draws ``k`` tasks
-    without replacement with probability proportional to ``doubt ** beta``: the most doubtful
-    are still the likeliest first, but a batch is not ``k`` near copies of one kind of image.
-    The draw is a hash of ``key`` (task and version), so every request, worker and restart gives
-    the same order, and a new version draws anew.
-    """
-    if doubt <= 0.0:
-        return 0.0
-    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-    uniform = (digest + 0.5) / 2**64  # in (0, 1)
-    return doubt * math.exp(-math.log(-math.log(uniform)) / beta)
 
 
 def confidence(doubt: float) -> float:
