@@ -157,6 +157,8 @@ def test_a_worse_candidate_is_not_promoted_over_a_base_serving_through_predicted
     print(f"\nholdout {run['metrics']['holdout_images']} images: served F1 {served['f1']:.3f} mAP50-95 "
           f"{served['map50_95']:.3f}, candidate F1 {candidate['f1']:.3f} mAP50-95 {candidate['map50_95']:.3f}")
     assert run["state"] == "rejected", run
-    assert served["version"].startswith("shapes-") and served["f1"] > 0.8, served  # the base was scored, mapped
+    # the base was scored through the mapping (unmapped it would score 0); 0.8 on 5 images on an Intel
+    # Xeon, above 0.8 on an AMD EPYC: training and scoring differ a little between CPUs
+    assert served["version"].startswith("shapes-") and served["f1"] >= 0.6, served
     assert status["served_version"] is None and trainer.lookup("8") == ()
     assert "stays" in run["reason"] and "F1" in run["reason"]
