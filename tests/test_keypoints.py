@@ -285,12 +285,16 @@ def test_predict_finds_the_points_ultralytics_finds(served, root: Path, image: i
                          and abs(r["value"]["x"] * r["original_width"] / 100 - x) < 0.01
                          and abs(r["value"]["y"] * r["original_height"] / 100 - y) < 0.01)
             remaining.remove(found)  # one to one, within 0.01 px
-    sample = samples[image]  # and the model finds the drawn corners, on the displayed image
+    # and the model finds the drawn corners on the displayed image (a wrong orientation is off by tens of px);
+    # within 8 px of a 128x96 image: the tiny model's worst corner was 6.3 px off on an Intel Xeon
+    sample = samples[image]
     assert (ours[0]["original_width"], ours[0]["original_height"]) == (sample.width, sample.height)
     for corners in sample.squares:
         for name, (x, y) in zip(KEYPOINTS, corners):
-            assert any(r["value"]["keypointlabels"] == [name] and abs(r["value"]["x"] * sample.width / 100 - x) < 6
-                       and abs(r["value"]["y"] * sample.height / 100 - y) < 6 for r in ours), (name, x, y)
+            assert any(r["value"]["keypointlabels"] == [name] and abs(r["value"]["x"] * sample.width / 100 - x) < 8
+                       and abs(r["value"]["y"] * sample.height / 100 - y) < 8 for r in ours), (
+                name, x, y, [(r["value"]["x"] * sample.width / 100, r["value"]["y"] * sample.height / 100)
+                             for r in ours if r["value"]["keypointlabels"] == [name]])
 
 
 @pytest.mark.slow
