@@ -77,7 +77,10 @@ def test_review_stores_flags_that_the_data_manager_returns_worst_first(label_stu
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "state"))
     command = ["review", "--project", str(project), "--url", label_studio.base_url, "--api-key",
                label_studio.legacy_token, "--document-root", str(label_studio.document_root), "--start", str(start),
-               "--folds", "2", "--epochs", "2", "--imgsz", "160", "--work", str(tmp_path / "review")]
+               "--folds", "2", "--epochs", "2", "--imgsz", "160", "--work", str(tmp_path / "review"),
+               # fold models of 2 epochs on 8 images are unsure: on an Intel Xeon the flipped circle was found as a
+               # square at 0.32, under the default 0.5 (the rules themselves are unit-tested in test_review.py)
+               "--confident", "0.25"]
 
     assert main(command) == 0
     summary = capsys.readouterr().out
