@@ -129,12 +129,13 @@ def test_int8_serves_only_after_its_gate_passed(shapes: Path, fp32: runtime.Verd
 
 def test_bulk_lanes_give_the_boxes_of_one_session(shapes: Path, fp32: runtime.Verdict, cache_root: Path) -> None:
     detector = Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, lanes=2)
+    single = detector.detect(IMAGES, conf=0.25)
+    assert detector.lanes == []  # made on the first many-image call, not before
+    bulk = detector.detect(IMAGES, conf=0.25, bulk=True)
     assert len(detector.lanes) == 2
     for lane in detector.lanes:  # one thread each: side by side on two cores
         session = lane.model.predictor.model.backend.session
         assert session.get_session_options().intra_op_num_threads == 1
-    single = detector.detect(IMAGES, conf=0.25)
-    bulk = detector.detect(IMAGES, conf=0.25, bulk=True)
     assert [len(d) for d in bulk] == [len(d) for d in single]
     assert same_detections(single, bulk, 0.25).ok or sum(map(len, single)) < 20
     for a, b in zip(single, bulk):
@@ -144,6 +145,7 @@ def test_bulk_lanes_give_the_boxes_of_one_session(shapes: Path, fp32: runtime.Ve
 
     assert not [t for t in threading.enumerate() if t.name.startswith("lane")]  # no thread outlives its call
     torch_detector = Detector.load(shapes, imgsz=IMGSZ, lanes=2)  # torch: one pool per process, no lanes
+    torch_detector.detect(IMAGES, conf=0.25, bulk=True)
     assert torch_detector.lanes == []
 
 

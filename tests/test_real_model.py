@@ -74,9 +74,10 @@ def test_a_many_task_predict_runs_on_lanes_and_answers_as_one_task_requests_do(t
     try:
         client = create_app(backend).test_client()
         detector = backend.store.base().detector
-        assert detector.runtime == "onnx" and len(detector.lanes) == 2
+        assert detector.runtime == "onnx" and detector.lane_count == 2
         tasks = [{"id": i, "data": {"image": f"/data/local-files/?d={i}.jpg"}} for i in range(4)]
         bulk = client.post("/predict", json={"tasks": tasks, "label_config": CONFIG, "project": "1.1"}).json
+        assert len(detector.lanes) == 2  # the bulk request ran on them
         found = 0
         for task, together in zip(tasks, bulk["results"]):
             alone = client.post("/predict", json={"tasks": [task], "label_config": CONFIG, "project": "1.1"})

@@ -135,6 +135,8 @@ class Detector:
         self.runtime = "torch"  # or the exported engine serving it, set by runtime selection
         self.source: Path | None = None  # the exported file an engine loaded from (None: torch)
         self.lanes: list[Detector] = []  # single-threaded copies a many-image call runs side by side
+        self.lane_count = 1  # how many to make (1: none)
+        self._lanes_lock = threading.Lock()
         self._lock = threading.Lock()
 
     @classmethod
@@ -162,46 +164,56 @@ class Detector:
                        **options)  # type: ignore[arg-type]
         if runtime != "torch" and cache_root is not None:
             detector = _faster(detector, path, runtime, cache_root, prepare, threads, int8)
-            detector.add_lanes(threads if lanes == 0 else lanes)
+            detector.lane_count = threads if lanes == 0 else lanes  # made on the first many-image call
         detector.warm_up()
         # last: Ultralytics sets torch's threads on import and again on each model's first predict
         # (select_device: cores - 1, at most 8), whatever was set before
         set_torch_threads(threads)
+        lanes_text = f", {detector.lane_count} bulk lanes" if detector.lane_count > 1 and detector.source else ""
         log.info("loaded %s%s (%s, %d classes) on %s with %s at %d px, %d threads%s, in %.1f s", path.name,
                  f" as {version}" if version else "", task, len(detector.names), detector.device, detector.runtime,
-                 detector.imgsz, threads, f", {len(detector.lanes)} bulk lanes" if detector.lanes else "",
-                 time.perf_counter() - started)
+                 detector.imgsz, threads, lanes_text, time.perf_counter() - started)
         return detector
 
     def warm_up(self) -> None:
         """The first call pays for lazy initialisation; pay it at load, not in a request."""
         self.detect([np.zeros((64, 64, 3), dtype=np.uint8)], conf=0.99)
 
-    def add_lanes(self, count: int) -> None:
-        """``count`` single-threaded copies of this exported engine, for many-image calls (throughput mode).
+    def add_lanes(self) -> list[Detector]:
+        """``lane_count`` single-threaded copies of this exported engine, for many-image calls (throughput mode).
 
         One session with every thread is fastest for one image (a task opening); for many, the
         same cores give more images per second as sessions side by side, one thread each: no
         thread waits on another inside an operator. Only for an exported engine on the CPU
         (torch's threads are one pool per process); the copies share the file, not memory.
+        Made once, on the first many-image call (about a second): a worker that only ever opens
+        single tasks never holds them.
         """
         from . import runtime
 
         source = self.source
-        if count < 2 or source is None or self.lanes:
-            return
+        with self._lanes_lock:
+            if self.lane_count < 2 or source is None or self.lanes:
+                return self.lanes
+            self._make_lanes(source, runtime)
+            return self.lanes
+
+    def _make_lanes(self, source: Path, runtime: object) -> None:
+        made: list[Detector] = []
         try:
-            for _ in range(count):
+            for _ in range(self.lane_count):
                 lane = Detector(load_ultralytics(source, self.task), device=self.device, imgsz=self.imgsz, iou=self.iou,
                                 max_det=self.max_det, batch_size=self.batch_size, name=self.name)
                 lane.runtime = self.runtime
                 lane.warm_up()
-                runtime.limit_threads(lane.model, self.engine, source, 1)
+                runtime.limit_threads(lane.model, self.engine, source, 1)  # type: ignore[attr-defined]
                 lane.warm_up()
-                self.lanes.append(lane)
+                made.append(lane)
         except Exception as exc:  # the single session keeps serving everything
             log.warning("%s: no bulk lanes (%s: %s)", self.name, type(exc).__name__, str(exc)[:200])
-            self.lanes = []
+            self.lane_count = 1
+            return
+        self.lanes = made
 
     @property
     def engine(self) -> str:
@@ -214,7 +226,7 @@ class Detector:
 
         ``bulk``: part of a many-task request; with lanes, the images are split among them.
         """
-        if bulk and self.lanes and len(images) > 1:
+        if bulk and self.lane_count > 1 and len(images) > 1 and self.add_lanes():
             lanes = self.lanes[:len(images)]
             shares = [list(images[i::len(lanes)]) for i in range(len(lanes))]  # interleaved: even work
             # threads for this call only: a retired version leaves none behind (a group is ~8 images, ~0.1 ms to start)
@@ -247,10 +259,12 @@ def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, pr
     from . import int8 as quantized
     from . import runtime
 
-    if prepare:  # in a child process: the worker never runs torch's inference for a check
-        choice: runtime.Choice = runtime.prepare_apart(path, requested, detector.device, detector.imgsz, cache_root)
-    else:
-        choice = runtime.prepared(path, requested, detector.device, detector.imgsz, cache_root)
+    # an export already checked serves at once; otherwise (prepare) it is made and checked in a child
+    # process, so that the worker never runs torch's inference for a check
+    choice: runtime.Choice = runtime.prepared(path, requested, detector.device, detector.imgsz, cache_root,
+                                              quiet=prepare)
+    if prepare and choice.runtime == "torch":
+        choice = runtime.prepare_apart(path, requested, detector.device, detector.imgsz, cache_root)
     if choice.runtime == "torch":
         return detector  # prepare()/prepared() logged why
     label = choice.runtime

@@ -102,8 +102,12 @@ def candidates(requested: str, device: str) -> tuple[str, ...]:
 # -- reading a verdict (web workers) -----------------------------------------
 
 
-def prepared(checkpoint: Path, requested: str, device: str, imgsz: int, cache_root: Path) -> Choice:
-    """The first engine whose export passed ``prepare()``'s check; torch otherwise. Never exports."""
+def prepared(checkpoint: Path, requested: str, device: str, imgsz: int, cache_root: Path,
+             quiet: bool = False) -> Choice:
+    """The first engine whose export passed ``prepare()``'s check; torch otherwise. Never exports.
+
+    ``quiet``: no log line when none passed (the caller is about to check one).
+    """
     try:
         key = content_key(checkpoint)
         for runtime in candidates(requested, device)[:-1]:
@@ -113,7 +117,7 @@ def prepared(checkpoint: Path, requested: str, device: str, imgsz: int, cache_ro
     except Exception as exc:  # an unreadable cache must not stop the service
         log.warning("%s: no usable export (%s: %s); serving torch", checkpoint.name, type(exc).__name__, exc)
         return Choice("torch", checkpoint)
-    if requested != "torch" and device.startswith("cpu"):
+    if requested != "torch" and device.startswith("cpu") and not quiet:
         log.info("%s: no export checked at %d px; serving torch", checkpoint.name, imgsz)
     return Choice("torch", checkpoint)
 
