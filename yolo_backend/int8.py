@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from .exports import exclusive, export_dir
+from .exports import VERDICT_FILE, exclusive, export_dir, read_verdict
 
 log = logging.getLogger(__name__)
 
 RUNTIME = "onnx-int8"  # the folder tag beside "onnx" and "openvino"
-VERDICT = "verdict.json"
+VERDICT = VERDICT_FILE
 CALIBRATION_IMAGES = 64  # ONNX Runtime's MinMax calibration settles well before this on YOLO models
 MAX_DROP = 0.01
 BRANCHES = ("cv2", "cv3", "cv4", "proto", "one2one_cv")  # the head's convolution branches
@@ -68,11 +68,8 @@ def passed(cache_root: Path, key: str, imgsz: int) -> Path | None:
 
 
 def read(folder: Path) -> dict[str, Any] | None:
-    try:
-        verdict = json.loads((folder / VERDICT).read_text())
-    except (OSError, ValueError):
-        return None
-    return verdict if isinstance(verdict, dict) else None
+    """The gate's verdict in ``folder`` (the fp32 export's reader: same file name, same atomic write)."""
+    return read_verdict(folder)
 
 
 def judge(fp32: dict[str, float], int8: dict[str, float], metric: str, max_drop: float = MAX_DROP) -> Gate:
