@@ -8,6 +8,9 @@ ARG TORCHVISION_VERSION=0.29.1
 # The published checkpoint baked into /models, so the first start pre-labels; empty skips it
 # (air-gapped builds: mount your own weights into /models instead).
 ARG WEIGHTS=yolov5nu.pt
+# Its sha256, required for a name with no digest built into yolo_backend/weights.py (yolov5nu.pt is one):
+# without it the image is built with no weights and /health says what to do.
+ARG WEIGHTS_SHA256=
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -28,10 +31,11 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# torch first, from the index that matches the hardware, so requirements.txt does not pull a CUDA build.
+# torch first, from the index that matches the hardware (the versions of locks/torch.txt), so the lock
+# does not pull a CUDA build; then exactly the locked versions CI tested, hash-checked.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+COPY locks/requirements.txt locks/requirements.txt
+RUN pip install --require-hashes -r locks/requirements.txt
 
 RUN useradd --create-home --uid 1000 app \
     && mkdir -p /models /data/models \
@@ -41,7 +45,9 @@ RUN pip install --no-deps --no-build-isolation -e .
 
 USER 1000:1000
 # Before VOLUME: a named volume mounted on /models starts with these weights.
-RUN if [ -n "${WEIGHTS}" ]; then MODEL_PATH="${WEIGHTS}" python -m yolo_backend.weights; fi
+# Exit status 3: no known sha256 for WEIGHTS and none given; the build goes on without weights.
+RUN if [ -n "${WEIGHTS}" ]; then MODEL_PATH="${WEIGHTS}" WEIGHTS_SHA256="${WEIGHTS_SHA256}" \
+        python -m yolo_backend.weights || [ "$?" -eq 3 ]; fi
 EXPOSE 9090
 VOLUME ["/models", "/data/models"]
 

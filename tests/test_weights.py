@@ -7,6 +7,7 @@ fetches it, as it would from github.com.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import time
 from pathlib import Path
@@ -22,15 +23,19 @@ CONFIG = """<View><Image name="image" value="$image"/><RectangleLabels name="lab
 <Label value="square"/><Label value="circle"/></RectangleLabels></View>"""
 
 
+NEVER_SERVED = hashlib.sha256(b"no file is served here").hexdigest()
+
+
 def service(tmp_path: Path, host: ReleaseHost | None, **overrides: Any) -> tuple[Any, Any]:
+    """A backend fetching from the loopback host: plain http allowed, WEIGHTS_SHA256 given per test."""
     from yolo_backend.app import build_backend
     from yolo_backend.http_api import create_app
 
     docs = tmp_path / "docs"
     docs.mkdir(parents=True, exist_ok=True)
-    settings = Settings.from_env({"WEIGHTS_DOWNLOAD": "true"}, **{
+    settings = Settings.from_env({"WEIGHTS_DOWNLOAD": "true", "WEIGHTS_URL_INSECURE": "true"}, **{
         "model_root": str(tmp_path / "models"), "model_dir": str(tmp_path / "state"), "device": "cpu",
-        "runtime": "torch", "local_files_document_root": str(docs),
+        "runtime": "torch", "local_files_document_root": str(docs), "weights_sha256": NEVER_SERVED,
         "weights_url": host.url if host else "http://127.0.0.1:9/none", **overrides})
     backend = build_backend(settings, start=False)
     return backend, create_app(backend).test_client()
@@ -59,7 +64,8 @@ def test_first_start_fetches_the_published_checkpoint_says_downloading_then_pred
     host = ReleaseHost({"yolov5nu.pt": shapes_bytes})
     host.gate.clear()  # hold the download: the service must answer meanwhile
     try:
-        backend, client = service(tmp_path, host, imgsz=str(RECIPE["imgsz"]))
+        digest = hashlib.sha256(shapes_bytes).hexdigest()
+        backend, client = service(tmp_path, host, imgsz=str(RECIPE["imgsz"]), weights_sha256=digest)
         backend.store.start(background=True)
         until(lambda: host.requests)
         health = client.get("/health").get_json()
@@ -80,7 +86,8 @@ def test_first_start_fetches_the_published_checkpoint_says_downloading_then_pred
         assert {r["value"]["rectanglelabels"][0] for r in prediction["result"]} <= {s.label for s in shapes}
         assert len(host.requests) == 1
 
-        again, _ = service(tmp_path, host, imgsz=str(RECIPE["imgsz"]))  # a restart: the file is there
+        # a restart: the file is there
+        again, _ = service(tmp_path, host, imgsz=str(RECIPE["imgsz"]), weights_sha256=digest)
         again.store.start(background=False)
         assert again.store.state.value == "ready" and len(host.requests) == 1
     finally:
@@ -96,10 +103,11 @@ def test_a_truncated_corrupt_or_missing_download_is_removed_reported_and_the_ser
 
     (tmp_path / "build").mkdir()
     YOLO("yolov5nu.yaml").save(str(tmp_path / "build" / "yolov5nu.pt"))
-    files = {} if mode == "missing" else {"yolov5nu.pt": (tmp_path / "build" / "yolov5nu.pt").read_bytes()}
+    built = (tmp_path / "build" / "yolov5nu.pt").read_bytes()
+    files = {} if mode == "missing" else {"yolov5nu.pt": built}
     host = ReleaseHost(files, {"yolov5nu.pt": mode})
     try:
-        backend, client = service(tmp_path, host)
+        backend, client = service(tmp_path, host, weights_sha256=hashlib.sha256(built).hexdigest())
         backend.store.start(background=False)
         health = client.get("/health").get_json()
         print(f"\n[weights {mode}] {health['message']}")
@@ -158,9 +166,98 @@ def test_the_build_time_command_fetches_model_path_once(tmp_path: Path, monkeypa
         monkeypatch.setenv("MODEL_ROOT", str(tmp_path / "models"))
         monkeypatch.setenv("WEIGHTS_URL", host.url)
         monkeypatch.setenv("MODEL_PATH", "yolo11n.pt")
+        monkeypatch.setenv("WEIGHTS_URL_INSECURE", "true")
+        monkeypatch.setenv("WEIGHTS_SHA256", hashlib.sha256((tmp_path / "built.pt").read_bytes()).hexdigest())
         assert weights.main([]) == 0 and (tmp_path / "models" / "yolo11n.pt").is_file()
         assert weights.main([]) == 0 and "is there" in capsys.readouterr().out and len(host.requests) == 1
         assert weights.main(["receipts.pt"]) == 2  # not published: nothing to fetch
         assert weights.main(["yolov8n.pt"]) == 1 and "could not download yolov8n.pt" in capsys.readouterr().err
     finally:
         host.close()
+
+
+@pytest.fixture()
+def built_checkpoint(tmp_path: Path) -> bytes:
+    from ultralytics import YOLO
+
+    (tmp_path / "build").mkdir(exist_ok=True)
+    YOLO("yolov5nu.yaml").save(str(tmp_path / "build" / "yolov5nu.pt"))
+    return (tmp_path / "build" / "yolov5nu.pt").read_bytes()
+
+
+def health_after_start(tmp_path: Path, host: ReleaseHost, **overrides: Any) -> tuple[dict, Any]:
+    backend, client = service(tmp_path, host, **overrides)
+    backend.store.start(background=False)
+    return client.get("/health").get_json(), client
+
+
+def test_a_download_with_another_sha256_is_removed_reported_and_the_service_serves(
+        tmp_path: Path, built_checkpoint: bytes) -> None:
+    host = ReleaseHost({"yolov5nu.pt": built_checkpoint})
+    try:
+        health, client = health_after_start(tmp_path, host)  # WEIGHTS_SHA256 names another file
+        assert health["model_state"] == "no_weights", health
+        assert f"has sha256 {hashlib.sha256(built_checkpoint).hexdigest()}, not the expected {NEVER_SERVED}" in \
+            health["message"] and "\n" not in health["message"]
+        assert not list((tmp_path / "models").iterdir()), "nothing of the refused file is left"
+        Image.new("RGB", (64, 48), "white").save(tmp_path / "docs" / "w.png")
+        answer = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/local-files/?d=w.png"}}],
+                                               "label_config": CONFIG})
+        assert answer.status_code == 200 and answer.get_json()["results"][0]["model_version"] == "untrained"
+
+        matching = hashlib.sha256(built_checkpoint).hexdigest()
+        health, _ = health_after_start(tmp_path / "b", host, weights_sha256=matching)
+        assert health["model_state"] == "ready", health  # the matching WEIGHTS_SHA256 is accepted
+        assert (tmp_path / "b" / "models" / "yolov5nu.pt").read_bytes() == built_checkpoint
+    finally:
+        host.close()
+
+
+def test_a_published_name_is_checked_against_its_pinned_sha256(tmp_path: Path, built_checkpoint: bytes) -> None:
+    from yolo_backend.weights import PUBLISHED_SHA256
+
+    host = ReleaseHost({"yolo11n.pt": built_checkpoint})  # a stand-in, not the real yolo11n.pt
+    try:
+        health, _ = health_after_start(tmp_path, host, model_path="yolo11n.pt", weights_sha256="")
+        assert health["model_state"] == "no_weights", health
+        assert f"not the expected {PUBLISHED_SHA256['yolo11n.pt']}" in health["message"], health
+        assert not list((tmp_path / "models").iterdir())
+    finally:
+        host.close()
+
+
+def test_plain_http_is_refused_unless_weights_url_insecure(tmp_path: Path, built_checkpoint: bytes) -> None:
+    host = ReleaseHost({"yolov5nu.pt": built_checkpoint})
+    digest = hashlib.sha256(built_checkpoint).hexdigest()
+    try:
+        health, _ = health_after_start(tmp_path, host, weights_url_insecure=False, weights_sha256=digest)
+        assert health["model_state"] == "no_weights", health
+        assert f"WEIGHTS_URL {host.url} is not https" in health["message"] and \
+            "WEIGHTS_URL_INSECURE=true" in health["message"]
+        assert host.requests == [] and not list((tmp_path / "models").glob("*"))
+
+        health, _ = health_after_start(tmp_path / "b", host, weights_url_insecure=True, weights_sha256=digest)
+        assert health["model_state"] == "ready" and len(host.requests) == 1, health
+    finally:
+        host.close()
+
+
+def test_a_published_name_with_no_known_sha256_is_not_fetched_without_weights_sha256(tmp_path: Path) -> None:
+    host = ReleaseHost({"yolov8n-obb.pt": b"x" * 200_000})
+    try:
+        health, _ = health_after_start(tmp_path, host, model_path="yolov8n-obb.pt", weights_sha256="")
+        assert health["model_state"] == "no_weights", health
+        assert health["message"].startswith("yolov8n-obb.pt has no known sha256, so it was not fetched: set "
+                                             "WEIGHTS_SHA256") and "or put yolov8n-obb.pt in MODEL_ROOT" in \
+            health["message"], health
+        assert host.requests == []
+    finally:
+        host.close()
+
+
+def test_pinned_names_are_published_and_weights_sha256_must_be_a_digest() -> None:
+    from yolo_backend.weights import PUBLISHED_SHA256, published
+
+    assert all(published(name) and len(digest) == 64 for name, digest in PUBLISHED_SHA256.items())
+    with pytest.raises(ValueError, match="WEIGHTS_SHA256='abc'"):
+        Settings.from_env({"WEIGHTS_SHA256": "abc"})

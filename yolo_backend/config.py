@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,6 +40,11 @@ SETTINGS: tuple[Var, ...] = (
         "(once, in the background); false for air-gapped sites."),
     Var("WEIGHTS_URL", "https://github.com/ultralytics/assets/releases/download/v8.4.0", str,
         "Where published checkpoints are fetched from: Ultralytics' release folder, or your mirror of it."),
+    Var("WEIGHTS_SHA256", "", str,
+        "sha256 the fetched MODEL_PATH must have (your mirror's file, or a published name with no digest built in); "
+        "empty = the digest pinned for that name."),
+    Var("WEIGHTS_URL_INSECURE", "false", bool,
+        "Allow a plain-http WEIGHTS_URL (a mirror on a trusted network); the digest is still checked."),
     Var("MODEL_DIR", "./data/models", str, "Writable state: trained versions, registry, run status, image cache."),
     Var("MODEL_SCORE_THRESHOLD", "0.5", float,
         "Regions below this score are dropped (per control: model_score_threshold)."),
@@ -156,6 +162,8 @@ class Settings:
     model_path: str
     weights_download: bool
     weights_url: str
+    weights_sha256: str
+    weights_url_insecure: bool
     model_dir: str
     model_score_threshold: float
     task_score: str
@@ -232,6 +240,8 @@ class Settings:
         if self.imgsz != "auto" and not (str(self.imgsz).isdigit() and int(self.imgsz) >= 32
                                          and int(self.imgsz) % 32 == 0):
             raise ValueError(f"IMGSZ={self.imgsz!r}: use auto or a multiple of 32 (at least 32)")
+        if self.weights_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.weights_sha256):
+            raise ValueError(f"WEIGHTS_SHA256={self.weights_sha256!r}: use the 64 hex digits `sha256sum FILE` prints")
         if self.runtime not in ("auto", "torch", "onnx", "openvino"):
             raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
         if not 0.0 <= self.int8_max_drop <= 1.0:

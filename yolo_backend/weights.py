@@ -4,13 +4,18 @@ Only a name Ultralytics itself publishes (``yolov5nu.pt``, ``yolo11n-seg.pt``, .
 ``GITHUB_ASSETS_NAMES``) is fetched, from ``WEIGHTS_URL`` (its release folder, or a site's
 mirror of it), with Ultralytics' own ``safe_download`` (Content-Length checked, partial
 files removed). The file is then checked as a checkpoint (a zip archive whose every member
-passes its CRC) before it replaces nothing: it is written beside the target and renamed,
-so a truncated or corrupt download is removed and reported, never loaded. Nothing else is
-ever downloaded at run time. ``python -m yolo_backend.weights`` fetches at image build time.
+passes its CRC) and against a pinned sha256 before it replaces nothing: it is written beside
+the target and renamed, so a truncated, corrupt or changed download is removed and reported,
+never unpickled. Size and CRCs catch accidents; only the digest catches a swapped file, so a
+name without a known digest (``PUBLISHED_SHA256``) is fetched only when ``WEIGHTS_SHA256``
+names one, and a plain-http ``WEIGHTS_URL`` only with ``WEIGHTS_URL_INSECURE=true``.
+Nothing else is ever downloaded at run time. ``python -m yolo_backend.weights`` fetches at
+image build time.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -23,6 +28,25 @@ from .config import Settings
 log = logging.getLogger(__name__)
 
 MIN_BYTES = 100_000  # Ultralytics' own floor for an asset: smaller is an error page, not weights
+
+# sha256 of Ultralytics' release assets. The v8.3.0 and v8.4.0 releases carry the same files
+# (yolo11n-pose.pt is pinned with this digest under both tags). None could be downloaded where
+# this was written; each digest is copied from public manifests that pin it with the asset's URL,
+# and agrees across several independent projects:
+PUBLISHED_SHA256: dict[str, str] = {
+    # a download script pinning .../releases/download/v8.4.0/yolov8n.pt (6,549,796 bytes), and lock
+    # files and reproducibility reports of several other projects
+    "yolov8n.pt": "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36",
+    # pinned with .../v8.4.0/yolo11n.pt in two download scripts and a checksum list (sha256sum --check)
+    "yolo11n.pt": "0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1",
+    # a catalogue recording it as "GitHub official release asset digest" of .../v8.4.0/yolo11n-seg.pt
+    # (6,182,636 bytes), and a sha256sum --check line for the same URL
+    "yolo11n-seg.pt": "55ed65c56c91713d23e8402371c6c49a6fd84f257f7dce452e8d70e41dcbe152",
+    # pinned with .../v8.4.0/yolo11n-pose.pt in two download manifests, and for the v8.3.0 asset
+    "yolo11n-pose.pt": "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0",
+}
+# No digest was found stated for yolov5nu.pt, the yolov8n/yolo11n -obb and -cls variants or
+# yolov8n-seg/-pose: those are fetched only with WEIGHTS_SHA256 set (or put in MODEL_ROOT by hand).
 
 
 class DownloadFailed(RuntimeError):
@@ -40,6 +64,11 @@ def can_fetch(settings: Settings, path: Path) -> bool:
     return settings.weights_download and published(path.name)
 
 
+def expected_sha256(settings: Settings, name: str) -> str | None:
+    """The digest the fetched file must have: WEIGHTS_SHA256 (a site's own mirror), else the pinned one."""
+    return settings.weights_sha256.lower() or PUBLISHED_SHA256.get(name)
+
+
 def fetch(settings: Settings, path: Path) -> Path:
     """Download ``path.name`` from WEIGHTS_URL to ``path``; DownloadFailed with the way out otherwise."""
     from ultralytics.utils.downloads import safe_download
@@ -48,6 +77,7 @@ def fetch(settings: Settings, path: Path) -> Path:
     host = urlsplit(url).netloc or url
     part = path.with_name(f".{path.name}.part")
     manual = f"put {path.name} at {path} yourself (from {url}), or set MODEL_PATH to a checkpoint under MODEL_ROOT"
+    digest = _refuse_before_download(settings, url, path, manual)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         safe_download(url=url, file=part, unzip=False, retry=1, min_bytes=MIN_BYTES, progress=False)
@@ -59,9 +89,34 @@ def fetch(settings: Settings, path: Path) -> Path:
     if problem:
         part.unlink(missing_ok=True)
         raise DownloadFailed(f"{path.name} from {host} is not a usable checkpoint ({problem}), removed: {manual}")
+    actual = file_sha256(part)
+    if actual != digest:
+        part.unlink(missing_ok=True)
+        raise DownloadFailed(f"{path.name} from {host} has sha256 {actual}, not the expected {digest} "
+                             f"(a changed or substituted file), removed: {manual}")
     os.replace(part, path)
-    log.info("downloaded %s from %s (%.1f MB)", path.name, host, path.stat().st_size / 2**20)
+    log.info("downloaded %s from %s (%.1f MB, sha256 %s)", path.name, host, path.stat().st_size / 2**20, digest)
     return path
+
+
+def _refuse_before_download(settings: Settings, url: str, path: Path, manual: str) -> str:
+    """The expected digest; DownloadFailed when the URL is plain http or no digest is known."""
+    if urlsplit(url).scheme != "https" and not settings.weights_url_insecure:
+        raise DownloadFailed(f"WEIGHTS_URL {settings.weights_url} is not https, so {path.name} was not fetched "
+                             f"(set WEIGHTS_URL_INSECURE=true for a mirror on a trusted network): {manual}")
+    digest = expected_sha256(settings, path.name)
+    if digest is None:
+        raise DownloadFailed(f"{path.name} has no known sha256, so it was not fetched: set WEIGHTS_SHA256 to the "
+                             f"sha256 of the file you trust, or put {path.name} in MODEL_ROOT ({path}) yourself")
+    return digest
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _not_a_checkpoint(path: Path) -> str | None:
@@ -89,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     if not published(path.name):
         print(f"{path.name} is not a published Ultralytics checkpoint; nothing to fetch", file=sys.stderr)
         return 2
+    if expected_sha256(settings, path.name) is None:
+        print(f"{path.name} has no known sha256: set WEIGHTS_SHA256 to the digest of the file you trust, or put it "
+              f"at {path} yourself; nothing fetched", file=sys.stderr)
+        return 3  # the Docker build goes on without baked weights; /health then says the same
     try:
         fetch(settings, path)
     except DownloadFailed as exc:
