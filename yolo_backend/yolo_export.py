@@ -5,8 +5,9 @@ Per task the ground-truth annotation wins, else the latest one; skipped (cancell
 annotations are left out. Label rows come from each region's kind (``kinds``), by the
 function training uses. The split is training's: val is exactly the holdout a training run
 with ``TRAIN_HOLDOUT``/``TRAIN_MIN_HOLDOUT`` equal to ``--val``/``--min-val`` scores on
-(ranked by task id, with its floor), and test, when asked for, comes out of the training
-part by another salt. So a task lands in the same split on every run.
+(ranked by the digest of each image's bytes, with its floor), and test, when asked for, comes
+out of the training part by another salt. So a picture lands in the same split on every run,
+and the same picture in two tasks lands in one split.
 
 A ``<VideoRectangle>`` control exports frames (``write_video_frames``): the frames
 training samples from each annotated video, named ``task-<id>-frame-<n>``, with the
@@ -31,7 +32,7 @@ from . import kinds
 from .label_config import ControlSpec
 from .progress import bar
 from .training.collect import chosen_annotation  # the same rules training uses
-from .training.dataset import rank, split, split_tasks
+from .training.dataset import class_folder_name, file_digest, rank, split
 from .video import annotations, frames
 from .yolo_folder import IMAGE_SUFFIXES
 
@@ -61,18 +62,20 @@ def label_names(tasks: Iterable[dict[str, Any]]) -> list[str]:
     return sorted(seen)
 
 
-def split_names(task_ids: Sequence[Any], val: float, test: float, min_val: int) -> list[str]:
-    """train / val / test per task, by training's rules (``training.dataset``), in the order given.
+def split_names(keys: Sequence[Any], val: float, test: float, min_val: int) -> list[str]:
+    """train / val / test per task, by training's rules (``training.dataset.split``), in the order given.
 
-    val is training's holdout for ``val`` and the floor ``min_val`` (no val when ``val`` is 0);
-    test is a ``test`` share of all tasks taken from the rest, ranked with the salt "test".
+    ``keys``: what each task is ranked by, the digest of its image (``file_digest``), so equal
+    keys share a split. val is training's holdout for ``val`` and the floor ``min_val`` (no val
+    when ``val`` is 0); test is a ``test`` share of all tasks taken from the rest, ranked with
+    the salt "test".
     """
-    names = ["train"] * len(task_ids)
-    rest, held = split(list(enumerate(task_ids)), val, min_val if val > 0 else 0, task_id=lambda pair: pair[1])
+    names = ["train"] * len(keys)
+    rest, held = split(list(enumerate(keys)), val, min_val if val > 0 else 0, key=lambda pair: pair[1])
     for index, _ in held:
         names[index] = "val"
-    for index, task_id in rest:
-        if rank(task_id, "test") < test / (1 - val):
+    for index, key in rest:
+        if rank(key, "test") < test / (1 - val):
             names[index] = "test"
     return names
 
@@ -117,7 +120,8 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
     class_ids = {name: index for index, name in enumerate(names)}
     report, used = Export(), set()
     fetched = _fetch_all(tasks, fetch, options.data_key, report, progress)
-    splits = split_names([key for key, _, _, _ in fetched], options.val, options.test, options.min_val)
+    splits = split_names([file_digest(source) for _, _, source, _ in fetched], options.val, options.test,
+                         options.min_val)  # by content, as training splits: a re-imported picture stays on its side
     spec = options.spec
     files = kinds.one_row_format([kinds.annotation_lines(annotation, class_ids, options.from_name, task=options.task,
                                                          spec=spec)
@@ -127,7 +131,7 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
         name = _unique(split_name, file_name, key, used)
         if folders:
             for line in dict.fromkeys(lines):  # an image with several choices sits in each of their folders
-                folder = out / split_name / names[int(line.split()[0])]
+                folder = out / split_name / class_folder_name(names[int(line.split()[0])])  # as training names it
                 folder.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, folder / name)
         else:
@@ -155,7 +159,7 @@ def write_video_frames(tasks: Sequence[dict[str, Any]], out: Path, names: Sequen
     assert spec is not None
     class_ids = {name: index for index, name in enumerate(names)}
     staging, report = out / ".frames", Export()
-    written: list[tuple[Any, Path, tuple[str, ...]]] = []  # (task, frame image, rows)
+    written: list[tuple[str, Path, tuple[str, ...]]] = []  # (video's digest, frame image, rows)
     for task in bar(tasks, "tasks", "task", show=progress):
         tid, annotation = task.get("id"), chosen_annotation(task)
         tracks = annotations.tracks(annotation, spec.from_name, spec.to_name, class_ids) if annotation else []
@@ -166,12 +170,12 @@ def write_video_frames(tasks: Sequence[dict[str, Any]], out: Path, names: Sequen
             path = fetch(_image_url(task, options.data_key or spec.data_key), tid)
             info = frames.probe(path, options.max_video_seconds)
             frames_of = annotations.write_frames(path, tracks, info, options.frame_stride, staging, f"task-{tid}")
+            content = file_digest(path)  # training groups a video's frames by it too
         except Exception as exc:  # one bad video never stops the export
             report.left_out.append((tid, f"{type(exc).__name__}: {exc}"))
             continue
-        written += [(tid, image, rows) for _, image, rows in frames_of]
-    rest, held = split_tasks(written, options.val, options.min_val if options.val > 0 else 0,
-                             task_id=lambda item: item[0])
+        written += [(content, image, rows) for _, image, rows in frames_of]
+    rest, held = split(written, options.val, options.min_val if options.val > 0 else 0, key=lambda item: item[0])
     parts = [("val", item) for item in held] + [
         ("test" if rank(item[0], "test") < options.test / (1 - options.val) else "train", item) for item in rest]
     for split_name, (_, image, rows) in parts:

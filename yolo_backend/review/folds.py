@@ -23,7 +23,7 @@ from .. import kinds
 from ..config import Settings
 from ..label_config import ControlSpec
 from ..training import scoring
-from ..training.dataset import Example, carve_val, rank, write_dataset
+from ..training.dataset import Example, carve_val, groups, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,16 @@ class Plan:
 
 
 def assign(examples: Sequence[Example], folds: int) -> list[list[Example]]:
-    """Folds of about equal size, stable per task (ordered by a hash of the id), whatever the order given."""
-    ordered = sorted(examples, key=lambda e: rank(e.task_id, "review"))
-    return [ordered[i::folds] for i in range(folds)]
+    """Folds of about equal size, stable per picture whatever the order given.
+
+    Training's groups (``dataset.groups``: identical image bytes, in any task) are dealt in
+    rank order, each to the smallest fold so far: a picture imported twice sits in one fold,
+    never in the training part of the model that judges its twin.
+    """
+    dealt: list[list[Example]] = [[] for _ in range(folds)]
+    for group in groups(examples, "review"):
+        min(dealt, key=len).extend(group)
+    return dealt
 
 
 def doubtful(flagged: list[dict[str, int]], boxes: list[int]) -> list[tuple[int, str, float]]:
@@ -88,8 +95,8 @@ def out_of_sample(examples: Sequence[Example], labels: list[str], spec: ControlS
     for index, held in enumerate(assign(examples, plan.folds)):
         cached = work / f"fold-{index}.json"
         if not cached.is_file():
-            held_ids = {e.task_id for e in held}
-            train = [e for e in examples if e.task_id not in held_ids]
+            held_groups = {e.group for e in held}  # a twin of a held picture never trains its judge
+            train = [e for e in examples if e.group not in held_groups]
             model = _fold_model(index, train, labels, tuned, plan, work, epoch_done)
             images = _predict(model, held, spec, tuned, kind)
             _write_json(cached, {str(e.task_id): _to_json(image) for e, image in zip(held, images)})

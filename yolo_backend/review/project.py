@@ -101,10 +101,10 @@ def drop_doubtful(review: Review, parts: list[list[Any]], judged: dict[Any, Any]
 
 
 def review_version(examples: list[Any], plan: Plan) -> str:
-    """``review-<k>fold-<hash>``: the hash of every label row and the plan; changed labels, a new version."""
+    """``review-<k>fold-<hash>``: the hash of every label row, picture and the plan; any changed, a new version."""
     digest = hashlib.sha256()
     for example in sorted(examples, key=lambda e: str(e.task_id)):
-        digest.update(json.dumps([str(example.task_id), list(example.lines)]).encode())
+        digest.update(json.dumps([str(example.task_id), list(example.lines), example.content]).encode())
     start = Path(plan.start)
     digest.update(json.dumps([plan.folds, plan.epochs, plan.imgsz, plan.batch, start.name,
                               start.stat().st_size if start.is_file() else 0]).encode())

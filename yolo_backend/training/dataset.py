@@ -8,8 +8,12 @@ does with EXIF. Upright copies are cached per project in
 ``MODEL_DIR/projects/<id>/training-images`` by the sha256 of the source bytes: a later
 run re-links them instead of decoding again (retention deletes the ones no run uses).
 
-A ``<VideoRectangle>`` control trains on frames of its videos (``video_dataset``), split by
-whole tasks (``split_tasks``).
+The holdout is split by that same content digest, not by task id (``split``): the same
+picture in two tasks (a re-import) would otherwise train the candidate and then judge it.
+``split`` is the one split rule: the holdout here, ``yolo-ls export-yolo``'s val and test,
+and the review's folds all rank groups of identical content, so a picture lands on the same
+side everywhere. A ``<VideoRectangle>`` control trains on frames of its videos
+(``video_dataset``), grouped by the video file's digest, so a video's frames stay together.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from .. import kinds, label_config
 from ..config import Settings
@@ -41,6 +45,13 @@ class Example:
     image: Path
     lines: tuple[str, ...]
     frame: int | None = None  # a video task's frame (1-based); None: an image task
+    video: Path | None = None  # the video file a frame was read from: the holdout is scored on its tracks
+    content: str = ""  # ``file_digest`` of the source image (a frame: of its video); "": the task id stands for it
+
+    @property
+    def group(self) -> Any:
+        """What a split keeps on one side: identical content (in any task), else the task (hand-made examples)."""
+        return self.content or self.task_id
 
     @property
     def stem(self) -> str:
@@ -72,18 +83,23 @@ def training_control(config_xml: str) -> label_config.ControlSpec:
     return label_config.parse(config_xml)[0]
 
 
-def upright_copy(source: Path, cache: Path, max_pixels: int) -> Path:
-    """``source`` with its EXIF orientation applied, cached by the sha256 of its bytes.
+def file_digest(source: Path) -> str:
+    """The sha256 of a file's bytes (32 hex digits): the upright cache's key and what the split ranks."""
+    digest = hashlib.sha256()
+    with source.open("rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):  # streamed: a large photo never sits in memory twice
+            digest.update(chunk)
+    return digest.hexdigest()[:32]
+
+
+def upright_copy(source: Path, cache: Path, max_pixels: int, key: str | None = None) -> Path:
+    """``source`` with its EXIF orientation applied, cached by ``key``, the digest of its bytes.
 
     Content, not path and mtime: the download cache touches a file's mtime on every read,
     and a re-uploaded or re-downloaded image is the same image, so a run never writes a
     second copy of a picture it has already made upright.
     """
-    digest = hashlib.sha256()
-    with source.open("rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):  # streamed: a large photo never sits in memory twice
-            digest.update(chunk)
-    key = digest.hexdigest()[:32]
+    key = key or file_digest(source)
     target = cache / f"{key}.jpg"
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
@@ -107,71 +123,67 @@ def collect_examples(tasks: list[dict[str, Any]], spec: label_config.ControlSpec
             continue
         try:
             source = media.local_path((task.get("data") or {}).get(spec.data_key), task.get("id"))
-            image = upright_copy(source, cache, settings.max_image_pixels)
+            content = file_digest(source)
+            image = upright_copy(source, cache, settings.max_image_pixels, content)
         except (BackendError, OSError) as exc:
             skipped.append(f"task {task.get('id')}: {exc}")
             log.warning("training: task %s left out: %s", task.get("id"), exc)
             continue
         lines = kinds.annotation_lines(annotation, class_ids, spec.from_name, spec.to_name, kind.TRAIN_TASK, spec)
-        examples.append(Example(task.get("id", len(examples)), image, tuple(lines)))
+        examples.append(Example(task.get("id", len(examples)), image, tuple(lines), content=content))
     return examples, skipped
 
 
-def rank(task_id: Any, salt: str) -> float:
-    """A task's stable place in [0, 1) for one split; it never changes as the project grows."""
-    digest = hashlib.sha256(f"{salt}:{task_id}".encode()).digest()
+def rank(key: Any, salt: str) -> float:
+    """A group's stable place in [0, 1) for one split (``salt``); it never changes as the project grows."""
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32
 
 
-def in_holdout(task_id: Any, fraction: float) -> bool:
-    """Stable per task: a task stays on its side of the split as the project grows."""
-    return rank(task_id, "holdout") < fraction
+def in_holdout(key: Any, fraction: float) -> bool:
+    """Stable per group: a picture stays on its side of the split as the project grows."""
+    return rank(key, "holdout") < fraction
 
 
 Item = TypeVar("Item")
 
 
-def split(items: list[Item], fraction: float, floor: int = 1,
-          task_id: Callable[[Item], Any] = attrgetter("task_id")) -> tuple[list[Item], list[Item]]:
-    """(train, holdout): the holdout is every task ranked below ``fraction``, and at least ``floor`` tasks.
+def groups(items: Sequence[Item], salt: str, key: Callable[[Item], Any] = attrgetter("group")) -> list[list[Item]]:
+    """``items`` gathered by ``key`` (an ``Example``'s content digest), the groups ordered by rank for ``salt``.
 
-    Below the floor the next-ranked tasks are held out too. Both rules pick the lowest
-    ranks, so a task that trained a model never moves into a later holdout (which would
-    flatter that model), however the project grows. ``items`` are examples here, exported
-    tasks in ``yolo_export`` (``task_id`` reads the id of one).
+    The one rule of what stays together: ``split`` (holdout, val, export) and the review's
+    folds all take whole groups, so identical pictures never sit on two sides.
     """
-    ordered = sorted(items, key=lambda item: rank(task_id(item), "holdout"))
-    size = max(sum(1 for item in items if in_holdout(task_id(item), fraction)), min(floor, len(items)))
-    return ordered[size:], ordered[:size]
-
-
-def split_tasks(items: list[Item], fraction: float, floor: int, salt: str = "holdout", keep: int = 0,
-                task_id: Callable[[Item], Any] = attrgetter("task_id")) -> tuple[list[Item], list[Item]]:
-    """(rest, held) of whole tasks (a video's frames stay together); ``floor`` counts items (frames).
-
-    ``split``'s rule for tasks of several items: every task ranked below ``fraction``, then
-    the next-ranked tasks until the held part has ``floor`` items, leaving at least ``keep``
-    tasks in the rest.
-    """
-    groups: dict[Any, list[Item]] = {}
+    gathered: dict[Any, list[Item]] = {}
     for item in items:
-        groups.setdefault(task_id(item), []).append(item)
-    ordered = sorted(groups, key=lambda key: rank(key, salt))
+        gathered.setdefault(key(item), []).append(item)
+    return [gathered[k] for k in sorted(gathered, key=lambda k: (rank(k, salt), str(k)))]
+
+
+def split(items: Sequence[Item], fraction: float, floor: int = 1, salt: str = "holdout", keep: int = 0,
+          key: Callable[[Item], Any] = attrgetter("group")) -> tuple[list[Item], list[Item]]:
+    """(rest, held): every group ranked below ``fraction``, then the next-ranked groups until ``held`` has
+    ``floor`` items, leaving at least ``keep`` groups in the rest.
+
+    Both rules pick the lowest ranks, so a picture that trained a model never moves into a
+    later holdout (which would flatter that model), however the project grows. ``items`` are
+    examples here (grouped by content; a video's frames by the video's), exported tasks in
+    ``yolo_export`` (``key`` reads the digest of one).
+    """
+    ordered = groups(items, salt, key)
     held = count = 0
-    for key in ordered[:max(len(ordered) - keep, 0)]:
-        if rank(key, salt) >= fraction and count >= floor:
+    for group in ordered[:max(len(ordered) - keep, 0)]:
+        if rank(key(group[0]), salt) >= fraction and count >= floor:
             break
-        held, count = held + 1, count + len(groups[key])
-    return [i for key in ordered[held:] for i in groups[key]], [i for key in ordered[:held] for i in groups[key]]
+        held, count = held + 1, count + len(group)
+    return [i for g in ordered[held:] for i in g], [i for g in ordered[:held] for i in g]
 
 
 def carve_val(train: list[Example], fraction: float = 0.15) -> tuple[list[Example], list[Example]]:
     """(train, val) from the training part: Ultralytics picks its best epoch and stops early on ``val``."""
-    if len(train) < 2:
-        return train, list(train)  # too small to carve: Ultralytics still needs a val split
-    ordered = sorted(train, key=lambda e: rank(e.task_id, "val"))
     size = min(max(1, round(fraction * len(train))), len(train) - 1)
-    return ordered[size:], ordered[:size]
+    fit, val = split(train, 0.0, size, salt="val", keep=1)
+    return (fit, val) if val else (train, list(train))  # too small to carve: Ultralytics still needs a val split
 
 
 def write_dataset(root: Path, parts: dict[str, list[Example]], labels: list[str], task: str = "detect",
@@ -200,15 +212,15 @@ def write_dataset(root: Path, parts: dict[str, list[Example]], labels: list[str]
 def _write_class_folders(root: Path, parts: dict[str, list[Example]], labels: list[str]) -> Path:
     for name, part in parts.items():
         for label in labels:  # every class folder, empty or not: Ultralytics counts classes by folders
-            (root / name / _folder_name(label)).mkdir(parents=True, exist_ok=True)
+            (root / name / class_folder_name(label)).mkdir(parents=True, exist_ok=True)
         for example in part:
             for line in dict.fromkeys(example.lines):
-                _link(example.image, root / name / _folder_name(labels[int(line.split()[0])]) /
+                _link(example.image, root / name / class_folder_name(labels[int(line.split()[0])]) /
                       f"{example.stem}.jpg")
     return root
 
 
-def _folder_name(label: str) -> str:
+def class_folder_name(label: str) -> str:
     """A label as a folder name: path separators and leading dots cannot name a folder."""
     return label.replace("/", "\u2215").replace("\\", "\u2216").lstrip(".") or "_"
 

@@ -1,9 +1,9 @@
 """A ``<VideoRectangle>`` control's dataset: annotated tracks -> frames of whole videos in each part.
 
 Its tracks' boxes, as Label Studio interpolates them, on frames sampled with
-TRAIN_FRAME_STRIDE (``video.annotations``), decoded once into the run's folder. A video is
-one task, so its frames are split together (``split_tasks``): never a frame of a training
-video in the holdout.
+TRAIN_FRAME_STRIDE (``video.annotations``), decoded once into the run's folder. A video's
+frames are split together (``split`` groups them by the video file's digest, so the same video
+in two tasks is one group): never a frame of a training video in the holdout.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..errors import BackendError
 from ..media import MediaFetcher
 from ..video import annotations, frames
 from .collect import chosen_annotation
-from .dataset import Dataset, Example, split_tasks, write_dataset
+from .dataset import Dataset, Example, file_digest, split, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def build_from_video(root: Path, tasks: list[dict[str, Any]], spec: label_config
     run decodes its videos again, as a changed track changes which frames train.
     """
     examples, skipped = collect_frames(tasks, spec, settings, media, root.with_name(f"{root.name}-frames"), kind)
-    rest, holdout = split_tasks(examples, settings.train_holdout, settings.train_min_holdout)
-    train, val = split_tasks(rest, 0.15, 1, salt="val", keep=1)  # carve_val's share, by video
+    rest, holdout = split(examples, settings.train_holdout, settings.train_min_holdout)
+    train, val = split(rest, 0.15, 1, salt="val", keep=1)  # carve_val's share, by video
     val = val or list(train)  # one training video: Ultralytics still needs a val split
     labels = kinds.train_classes(kind, spec)
     data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK)
@@ -59,9 +59,10 @@ def collect_frames(tasks: list[dict[str, Any]], spec: label_config.ControlSpec, 
             info = frames.probe(path, settings.max_video_seconds, settings.max_image_pixels)
             written = annotations.write_frames(path, tracks, info, settings.train_frame_stride, folder,
                                                f"task-{task_id}")
+            content = file_digest(path)  # the same video in two tasks is one group of the split
         except (BackendError, OSError) as exc:
             skipped.append(f"task {task_id}: {exc}")
             log.warning("training: video task %s left out: %s", task_id, exc)
             continue
-        examples += [Example(task_id, image, rows, number) for number, image, rows in written]
+        examples += [Example(task_id, image, rows, number, path, content) for number, image, rows in written]
     return examples, skipped
