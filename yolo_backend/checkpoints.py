@@ -19,7 +19,7 @@ def safe_model_path(root: Path, relative: str) -> Path:
     if not relative or PurePosixPath(relative).is_absolute() or Path(relative).is_absolute():
         raise ModelPathRefused(f"model path {relative!r} must be relative to MODEL_ROOT")
     if ".." in PurePosixPath(relative.replace("\\", "/")).parts:
-        raise ModelPathRefused(f"model path {relative!r} may not contain '..'")
+        raise ModelPathRefused(f"model path {relative!r} may not contain '..': it must stay under MODEL_ROOT")
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
         raise ModelPathRefused(f"model path {relative!r} resolves outside MODEL_ROOT")

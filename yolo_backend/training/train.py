@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import kinds
+from ..checkpoints import safe_model_path
 from ..config import Settings
 from ..model_store import UNTRAINED, checkpoint_version
 from . import quantize, scoring, state
@@ -190,13 +191,18 @@ def _checkpoint_task(path: str) -> str | None:
 
 
 def _served_now(settings: Settings, registry: Registry, model_path: str | None = None) -> _Served:
-    """The project's served version, else the control's base (its model_path, else MODEL_PATH), else nothing."""
+    """The project's served version, else the control's base (its model_path, else MODEL_PATH), else nothing.
+
+    The base is confined to MODEL_ROOT as serving confines it (``safe_model_path``), and checked
+    even when a trained version serves: whoever edits a label config must never make this process
+    unpickle a file elsewhere. A refused path raises ``ModelPathRefused``, which fails the run.
+    """
+    base = safe_model_path(settings.model_root_path, model_path or settings.model_path)
     served_name = registry.load()["served"]
     entry = registry.served()
     if entry is not None and registry.checkpoint(entry).is_file():
         return _Served(registry.checkpoint(entry), entry["version"], served_name, dict(entry.get("thresholds") or {}),
                        True)
-    base = settings.model_root_path / (model_path or settings.model_path)
     if base.is_file():
         return _Served(base, checkpoint_version(base), served_name, {}, False)
     return _Served(None, UNTRAINED, served_name, {}, False)

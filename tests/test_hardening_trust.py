@@ -1,0 +1,53 @@
+"""Trust III (issue 22): paths a label config or a label names stay where they belong: a control's
+``model_path`` under MODEL_ROOT in training as in serving; ``export-yolo``'s class folders inside ``-o``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.shapes_project import export_file, write_project
+from yolo_backend.config import Settings
+from yolo_backend.training.registry import Registry
+from yolo_backend.training.state import RunRecord
+from yolo_backend.training.train import run_once
+
+
+# -- 1. training confines a label config's model_path to MODEL_ROOT ------------------------------------------
+class _Unpickled:
+    """Unpickling this creates ``marker``: proof that someone loaded the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (str(self.marker),)
+
+
+def _config(model_path: str) -> str:
+    return ('<View><Image name="image" value="$image"/>'
+            f'<RectangleLabels name="label" toName="image" model_path="{model_path}">'
+            '<Label value="square"/><Label value="circle"/></RectangleLabels></View>')
+
+
+@pytest.mark.parametrize("how", ["absolute", "dot-dot"])
+def test_training_refuses_a_model_path_outside_model_root_and_never_loads_it(tmp_path: Path, how: str) -> None:
+    import torch
+
+    root = tmp_path / "root"
+    root.mkdir()
+    marker = tmp_path / "unpickled"
+    elsewhere = tmp_path / "elsewhere.pt"  # readable by the training process, outside MODEL_ROOT
+    torch.save({"model": _Unpickled(marker)}, elsewhere)
+    model_path = str(elsewhere) if how == "absolute" else "../elsewhere.pt"
+    tasks = write_project(tmp_path / "docroot", 3, size=(64, 64), max_shapes=1)
+    source = export_file(tmp_path / "export.json", tasks, _config(model_path))
+    settings = Settings.from_env({}, model_root=str(root), model_dir=str(tmp_path / "state"),
+                                 local_files_document_root=str(tmp_path / "docroot"), device="cpu")
+    run = run_once(settings, "3", RunRecord("3"), source)
+    assert run.state.value == "failed", run
+    assert "ModelPathRefused" in run.reason and model_path in run.reason and "MODEL_ROOT" in run.reason, run.reason
+    assert not marker.exists(), "the checkpoint outside MODEL_ROOT was unpickled"
+    assert Registry(settings.model_dir_path, "3").served() is None
