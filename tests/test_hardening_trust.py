@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -51,3 +52,29 @@ def test_training_refuses_a_model_path_outside_model_root_and_never_loads_it(tmp
     assert "ModelPathRefused" in run.reason and model_path in run.reason and "MODEL_ROOT" in run.reason, run.reason
     assert not marker.exists(), "the checkpoint outside MODEL_ROOT was unpickled"
     assert Registry(settings.model_dir_path, "3").served() is None
+
+
+# -- 5. export-yolo --task classify: class folders named as training names them ------------------------------
+def test_export_yolo_class_folders_stay_inside_the_output_folder(tmp_path: Path) -> None:
+    from tests.support.tiny_classify import choices_config, choices_result
+    from tests.support.tiny_classify import write_project as write_classes
+    from yolo_backend.cli import main
+    from yolo_backend.training.dataset import class_folder_name
+
+    labels = ("../evil", "a/b", "../../escaped")
+    tasks = write_classes(tmp_path / "docroot", 6)
+    for index, task in enumerate(tasks):
+        task["annotations"][0]["result"] = [choices_result([labels[index % len(labels)]])]
+        task.pop("_truth")
+    source, config = tmp_path / "export.json", tmp_path / "config.xml"
+    source.write_text(json.dumps(tasks))
+    config.write_text(choices_config(labels=labels))
+    out = tmp_path / "work" / "exported"
+    assert main(["export-yolo", "--from-file", str(source), "--label-config", str(config), "--task", "classify",
+                 "-o", str(out), "--document-root", str(tmp_path / "docroot"), "--no-progress"]) == 0
+    images = sorted(p for p in (tmp_path / "work").rglob("*.png"))
+    assert len(images) == 6
+    for image in images:
+        split, folder, _ = image.relative_to(out).parts  # raises if it is not <out>/<split>/<class>/<image>
+        assert split in ("train", "val", "test") and folder in {class_folder_name(label) for label in labels}
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "work" / "evil").exists()
