@@ -57,7 +57,9 @@ SETTINGS: tuple[Var, ...] = (
     Var("IMGSZ", "auto", str,
         "Inference image size: auto = the size each checkpoint was trained at (as Ultralytics predicts), "
         "or a multiple of 32 for every model."),
-    Var("IOU", "0.45", float, "NMS IoU threshold."),
+    Var("IOU", "auto", str,
+        "NMS IoU threshold: auto = the checkpoint's own predict setting, else Ultralytics' default (0.7), so "
+        "overlapping objects survive as `YOLO(path).predict` keeps them; or a number from 0 to 1 for every model."),
     Var("MAX_DET", "300", int, "Most detections per image."),
     Var("BATCH_SIZE", "0", int, "Images per inference call; 0 = auto (1 on CPU, where batching is slower; 8 on GPU)."),
     Var("TORCH_THREADS", "0", int,
@@ -134,6 +136,14 @@ SETTINGS: tuple[Var, ...] = (
 )
 
 
+def _unit_number(value: object) -> bool:
+    """Whether ``value`` reads as a number from 0 to 1."""
+    try:
+        return 0.0 <= float(value) <= 1.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def _field_name(var: Var) -> str:
     return var.env.lower()
 
@@ -170,7 +180,7 @@ class Settings:
     local_files_document_root: str
     device: str
     imgsz: str
-    iou: float
+    iou: str
     max_det: int
     batch_size: int
     torch_threads: int
@@ -240,6 +250,9 @@ class Settings:
         if self.imgsz != "auto" and not (str(self.imgsz).isdigit() and int(self.imgsz) >= 32
                                          and int(self.imgsz) % 32 == 0):
             raise ValueError(f"IMGSZ={self.imgsz!r}: use auto or a multiple of 32 (at least 32)")
+        if self.iou != "auto" and not _unit_number(self.iou):
+            raise ValueError(f"IOU={self.iou!r}: use auto (the checkpoint's own, as Ultralytics predicts) or a "
+                             "number from 0 to 1")
         if self.weights_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.weights_sha256):
             raise ValueError(f"WEIGHTS_SHA256={self.weights_sha256!r}: use the 64 hex digits `sha256sum FILE` prints")
         if self.runtime not in ("auto", "torch", "onnx", "openvino"):
@@ -282,6 +295,11 @@ class Settings:
     def fixed_imgsz(self) -> int | None:
         """IMGSZ as a number, or None for ``auto`` (each checkpoint at the size it was trained at)."""
         return None if self.imgsz == "auto" else int(self.imgsz)
+
+    @property
+    def fixed_iou(self) -> float | None:
+        """IOU as a number, or None for ``auto`` (each checkpoint's own NMS IoU, as Ultralytics predicts)."""
+        return None if self.iou == "auto" else float(self.iou)
 
     @property
     def model_root_path(self) -> Path:

@@ -100,6 +100,22 @@ def checkpoint_imgsz(model_or_path: object) -> int:
         return DEFAULT_IMGSZ
 
 
+def checkpoint_iou(model: object) -> float:
+    """The NMS IoU ``YOLO(path).predict(image)`` uses: the model's own ``iou`` override, else Ultralytics' default.
+
+    ``predict`` merges ``model.overrides`` over ``DEFAULT_CFG`` (``iou: 0.7`` in ``cfg/default.yaml``).
+    A .pt checkpoint keeps only ``imgsz``, ``data``, ``task`` and ``single_cls`` of its train args
+    (``_reset_ckpt_args``), so in practice this is the package default, read from it, not assumed.
+    """
+    from ultralytics.cfg import DEFAULT_CFG
+
+    value = (getattr(model, "overrides", None) or {}).get("iou")
+    try:
+        return float(value) if value is not None else float(DEFAULT_CFG.iou)
+    except (TypeError, ValueError):
+        return float(DEFAULT_CFG.iou)
+
+
 def load_ultralytics(path: Path, task: str | None = None):
     """``YOLO(path)``, with a message that says what to do when the file is no Ultralytics 8 checkpoint."""
     from ultralytics import YOLO
@@ -120,13 +136,13 @@ def load_ultralytics(path: Path, task: str | None = None):
 class Detector:
     """A loaded checkpoint: ``detect(images)`` returns detections per image, in pixels."""
 
-    def __init__(self, model: object, device: str = "cpu", imgsz: int | None = None, iou: float = 0.45,
+    def __init__(self, model: object, device: str = "cpu", imgsz: int | None = None, iou: float | None = None,
                  max_det: int = 300, batch_size: int = 0, name: str = "model") -> None:
         self.model = model
         self.task: str = getattr(model, "task", "detect")
         self.device = device
         self.imgsz = int(imgsz) if imgsz else checkpoint_imgsz(model)  # None: the size it was trained at
-        self.iou = iou
+        self.iou = float(iou) if iou is not None else checkpoint_iou(model)  # None: as YOLO(path).predict does
         self.max_det = max_det
         self.half = device.startswith("cuda")
         self.batch_size = batch_size or (8 if self.half else 1)
@@ -144,6 +160,9 @@ class Detector:
              runtime: str = "torch", cache_root: Path | None = None, version: str = "", prepare: bool = True,
              workers: int | None = None, int8: bool = False, lanes: int = 1, **options: object) -> Detector:
         """Load ``path`` at ``imgsz`` (None: the size it was trained at, as Ultralytics predicts).
+
+        ``iou`` in ``options`` (None or absent: the checkpoint's own, ``checkpoint_iou``) is NMS's, and an
+        exported engine or bulk lane of it uses the same value: the .pt's, which the export does not keep.
 
         With ``cache_root`` an exported engine may serve it (see runtime.py): ``prepare`` exports and
         checks it first (the base model, loading in the background); otherwise only an export that

@@ -161,7 +161,7 @@ class ModelStore:
                 if path in self._detectors:
                     return ServedModel(self._detectors[path], self._versions[path])
             version = self._file_versions(path)  # hashed once: /setup's plan may have done it already
-            options = dict(imgsz=self.settings.fixed_imgsz, iou=self.settings.iou, max_det=self.settings.max_det,
+            options = dict(imgsz=self.settings.fixed_imgsz, iou=self.settings.fixed_iou, max_det=self.settings.max_det,
                            batch_size=self.settings.batch_size, torch_threads=self.settings.torch_threads,
                            workers=self.settings.workers, prepare=prepare, int8=self.settings.int8,
                            lanes=self.settings.bulk_lanes)

@@ -129,7 +129,8 @@ def check(checkpoint: Path, exported: Path, device: str, imgsz: int,
           images: Sequence[np.ndarray]) -> tuple[Parity, float]:
     """Torch and the export on the same images, at the first of CHECK_CONFS giving enough boxes; and that conf."""
     reference = Detector(load_ultralytics(checkpoint), device=device, imgsz=imgsz)
-    candidate = Detector(load_ultralytics(exported, reference.task), device=device, imgsz=imgsz)
+    candidate = Detector(load_ultralytics(exported, reference.task), device=device, imgsz=imgsz,
+                         iou=reference.iou)  # the checkpoint's NMS IoU: an export does not keep it
     if candidate.names != reference.names:
         return Parity(0, ("the export lost the class names",)), 0.0
     for conf in CHECK_CONFS:

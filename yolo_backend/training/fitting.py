@@ -225,13 +225,14 @@ def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: Control
     at a low confidence so that every threshold can be judged from one pass. ``engine``: an
     export of the checkpoint predicts instead (the int8 gate).
     """
-    from ..detector import Detector, checkpoint_imgsz, load_ultralytics
+    from ..detector import Detector, checkpoint_imgsz, checkpoint_iou, load_ultralytics
 
     model = load_ultralytics(checkpoint)
     imgsz = settings.fixed_imgsz or checkpoint_imgsz(model)
+    iou = checkpoint_iou(model) if settings.fixed_iou is None else settings.fixed_iou  # the .pt's, not the export's
     if engine is not None:  # an exported graph of the checkpoint (the int8 gate), at the checkpoint's size
         model = load_ultralytics(engine, model.task)
-    detector = Detector(model, device=pick_device(settings.device), imgsz=imgsz, iou=settings.iou,
+    detector = Detector(model, device=pick_device(settings.device), imgsz=imgsz, iou=iou,
                         max_det=settings.max_det, name=checkpoint.name)
     to_label = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
     mapping = {cls: to_label[label] for cls, label in kinds.class_labels(kind, spec, detector.names).items()
