@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from yolo_backend.app import build_app
 from yolo_backend.config import Settings
+from yolo_backend.exposure import exposure_warning
 
-app = build_app(Settings.from_env())
+settings = Settings.from_env()
+app = build_app(settings)
 
 
 def main() -> None:
@@ -20,6 +23,9 @@ def main() -> None:
     from yolo_backend.logs import configure
 
     configure(args.log_level)
+    warning = exposure_warning([args.host], settings)
+    if warning:
+        logging.getLogger("yolo_backend").warning(warning)
     app.run(host=args.host, port=args.port, threaded=True)
 
 

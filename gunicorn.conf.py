@@ -15,6 +15,21 @@ loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 accesslog = "-" if loglevel == "debug" else None
 
 
+def when_ready(server):  # gunicorn calls it once, in the master, when it listens
+    """Warn once per start when it answers beyond this machine without basic auth (yolo_backend/exposure.py)."""
+    from yolo_backend.config import Settings
+    from yolo_backend.exposure import exposure_warning
+
+    try:
+        settings = Settings.from_env()
+    except ValueError:  # a malformed setting: every worker fails with its name, no need to say it here
+        return
+    hosts = [address[0] for address in server.cfg.address if isinstance(address, tuple)]  # unix sockets: str
+    warning = exposure_warning(hosts, settings)
+    if warning:
+        server.log.warning(warning)
+
+
 def post_fork(server, worker):  # gunicorn calls it with these
     """Cap glibc's malloc arenas in each worker before its threads start.
 

@@ -76,7 +76,7 @@ def prepare(workdir: Path) -> tuple[Path, Path]:
 def start_server(workdir: Path, root: Path, docs: Path, port: int, extra: dict[str, str]) -> subprocess.Popen:
     env = {**os.environ, "MODEL_ROOT": str(root), "MODEL_PATH": "yolov5nu.pt", "MODEL_DIR": str(workdir / "state"),
            "LOCAL_FILES_DOCUMENT_ROOT": str(docs), "YOLO_OFFLINE": "1", "RUNTIME": "torch", "PORT": str(port),
-           "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", **extra}
+           "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "ADMIN_OPEN": "true", **extra}  # it reads /metrics
     log = (workdir / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "_wsgi:app"], cwd=REPO, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)

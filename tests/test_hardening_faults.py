@@ -198,7 +198,7 @@ def test_webhook_answers_within_1s_after_redis_stops(tmp_path: Path) -> None:
     live = None
     try:
         time.sleep(0.5)
-        live = LiveApp(tmp_path, real_runner=True, redis_url=f"redis://127.0.0.1:{port}/0")
+        live = LiveApp(tmp_path, real_runner=True, redis_url=f"redis://127.0.0.1:{port}/0", admin_open=True)
         first = requests.post(f"{live.url}/webhook", json={"action": "START_TRAINING", "project": {"id": 3}},
                               timeout=5)
         assert first.json()["status"] == "queued"

@@ -31,7 +31,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
     img = Image.new("RGB", (100, 50), "white")
     ImageDraw.Draw(img).rectangle((10, 10, 29, 29), fill=(255, 0, 0))
     img.save(docs / "red.png")
-    app = LiveApp(workdir, docs, max_request_mb=1)
+    app = LiveApp(workdir, docs, max_request_mb=1, admin_open=True)
     yield app
     app.close()
 

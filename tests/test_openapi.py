@@ -24,7 +24,7 @@ REQUESTS_PER_MODE = 100  # x 6 operations with inputs x 2 modes, + the input-les
 def live(tmp_path_factory: pytest.TempPathFactory):
     workdir = tmp_path_factory.mktemp("openapi")
     (workdir / "docs").mkdir()
-    app = LiveApp(workdir, workdir / "docs")
+    app = LiveApp(workdir, workdir / "docs", admin_open=True)
     yield app
     app.close()
 

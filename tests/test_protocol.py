@@ -102,7 +102,7 @@ def test_predict_returns_one_result_per_task_in_order(make_client) -> None:
 
 
 def test_one_bad_image_costs_only_its_own_task(make_client) -> None:
-    client, _, _ = make_client()
+    client, _, _ = make_client(admin_open=True)  # it reads /metrics
     answer = predict(client, [task(1, "a.png"), task(2, "broken.png"), task(3, "../secret.png"),
                               {"id": 4, "data": {}}])
     assert answer.status_code == 200
@@ -220,7 +220,7 @@ def test_webhook_acknowledges_events_and_validates_them(make_client) -> None:
 
 
 def test_versions_and_metrics(make_client) -> None:
-    client, _, _ = make_client()
+    client, _, _ = make_client(admin_open=True)  # /metrics is an admin route
     predict(client, [task(1, "a.png")])
     versions = client.get("/versions").json["versions"]
     assert len(versions) == 1 and versions[0].startswith("yolov5nu-")

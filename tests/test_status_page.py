@@ -70,7 +70,7 @@ def tiny_run_server(workdir: Path, model_root: Path, epochs: int) -> StatusServe
     settings = Settings.from_env({}, model_root=str(model_root), model_path="yolov5nu.pt",
                                  model_dir=str(workdir / "state"), local_files_document_root=str(workdir / "docroot"),
                                  device="cpu", train_imgsz=64, train_epochs=epochs, train_batch=4,
-                                 train_min_images=10, train_patience=50, promote_min_gain=0.0)
+                                 train_min_images=10, train_patience=50, promote_min_gain=0.0, admin_open=True)
     return StatusServer(settings, export_file(workdir / "export.json", tasks))
 
 
@@ -154,7 +154,7 @@ def test_the_page_answers_fast_while_a_run_is_going(seen_run: SeenRun) -> None:
 # -- without a run: files written as a run writes them ----------------------------------------------------
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveApp]:
-    app = LiveApp(tmp_path, tmp_path)
+    app = LiveApp(tmp_path, tmp_path, admin_open=True)
     yield app
     app.close()
 
@@ -273,7 +273,8 @@ def test_problems_name_missing_weights_a_failed_run_and_an_unreachable_label_stu
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     settings = Settings.from_env({}, model_root=str(tmp_path / "empty"), model_dir=str(tmp_path / "state"),
-                                 label_studio_url=f"http://127.0.0.1:{port}", label_studio_api_key="token")
+                                 label_studio_url=f"http://127.0.0.1:{port}", label_studio_api_key="token",
+                                 admin_open=True)
     StatusBook(settings.model_dir_path, "8").save(state.fail(RunRecord("8"), "LabelStudioUnavailable: refused"))
     server = StatusServer(settings, LABEL_STUDIO)
     try:

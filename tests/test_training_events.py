@@ -60,7 +60,7 @@ REAL_EVENTS: list[tuple[str, dict[str, Any], int]] = [
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[LiveApp]:
-    live = LiveApp(tmp_path, train_every_n=100)
+    live = LiveApp(tmp_path, train_every_n=100, admin_open=True)
     yield live
     live.close()
 
@@ -104,7 +104,7 @@ def test_made_up_and_unrelated_events_are_ignored_with_the_reason(app: LiveApp) 
 
 
 def test_bulk_deletes_reaching_train_every_n_queue_exactly_one_run(tmp_path: Path) -> None:
-    app = LiveApp(tmp_path, train_every_n=5)
+    app = LiveApp(tmp_path, train_every_n=5, admin_open=True)
     try:
         three = {"annotations": [{"id": i} for i in (1, 2, 3)], "project": project()}
         assert send(app, "ANNOTATIONS_DELETED", three)["status"] == "counted"  # 3 of 5

@@ -82,7 +82,7 @@ def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path
     assert after["map50"] >= before["map50"] + 0.3, (before, after)
 
     # /predict on a fresh image: a box of the right class, IoU >= 0.5, under the new version.
-    backend = build_backend(settings, trainer=trainer, start=False)
+    backend = build_backend(settings.replace(admin_open=True), trainer=trainer, start=False)  # reads /metrics
     backend.store.start(background=False)
     client = create_app(backend).test_client()
     img, shapes = draw_sample(99_999, size=(256, 256), max_shapes=1, min_side=48, max_side=96)

@@ -67,7 +67,7 @@ def training_children() -> list[int]:
 
 @pytest.fixture
 def app(tmp_path: Path):
-    live = LiveApp(tmp_path, known_projects={7}, train_every_n=2)
+    live = LiveApp(tmp_path, known_projects={7}, train_every_n=2, admin_open=True)
     yield live
     live.close()
 
@@ -162,7 +162,7 @@ def test_refusals_are_logged_once_per_reason_and_project(app: LiveApp, caplog: p
 
 # -- the bounded queue -----------------------------------------------------------------------------
 def test_runs_wait_in_files_and_no_process_starts_while_the_slot_is_taken(tmp_path: Path) -> None:
-    app = LiveApp(tmp_path, real_runner=True, train_max_queued=3, train_every_n=2)
+    app = LiveApp(tmp_path, real_runner=True, train_max_queued=3, train_every_n=2, admin_open=True)
     queue = RunQueue(app.settings.model_dir_path, 3)
     try:
         with locked(app.settings.model_dir_path / "training-slot.lock"):  # a run of another worker trains

@@ -68,7 +68,7 @@ def test_a_flood_of_webhooks_starts_one_run_at_a_time_and_keeps_health_fast(
            "RUNTIME": "torch", "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
            "LOCAL_FILES_DOCUMENT_ROOT": str(docroot), "TRAIN_IMGSZ": "64", "TRAIN_EPOCHS": "1", "TRAIN_BATCH": "4",
            "TRAIN_MIN_IMAGES": "10", "TRAIN_PATIENCE": "50", "PROMOTE_MIN_GAIN": "0",
-           "TRAIN_MAX_QUEUED": str(MAX_QUEUED), "THREADS": "8", "LOG_LEVEL": "INFO"}
+           "TRAIN_MAX_QUEUED": str(MAX_QUEUED), "THREADS": "8", "LOG_LEVEL": "INFO", "ADMIN_OPEN": "true"}
     server = start_backend(tmp_path / "backend", env)
     master = server.process.pid
     try:

@@ -32,6 +32,9 @@ SETTINGS: tuple[Var, ...] = (
     Var("BASIC_AUTH_USER", "", str,
         "When set with BASIC_AUTH_PASS, every route but /health and /webhook needs it."),
     Var("BASIC_AUTH_PASS", "", str, "Password for BASIC_AUTH_USER (compared in constant time)."),
+    Var("ADMIN_OPEN", "false", bool,
+        "Without basic auth, the admin routes (/status, its plots, /training/status, /training/rollback, /metrics) "
+        "answer 401; true opens them to anyone who reaches the service. No effect when basic auth is set."),
     Var("MODEL_ROOT", "./models", str, "The only folder checkpoints are loaded from (MODEL_PATH, model_path=)."),
     Var("MODEL_PATH", "yolov5nu.pt", str,
         "Base checkpoint, relative to MODEL_ROOT (any Ultralytics detect/segment model)."),
@@ -168,6 +171,7 @@ class Settings:
     label_studio_api_key: str
     basic_auth_user: str
     basic_auth_pass: str
+    admin_open: bool
     model_root: str
     model_path: str
     weights_download: bool

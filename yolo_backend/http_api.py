@@ -26,6 +26,12 @@ from .training.admission import RefusalLog
 log = logging.getLogger(__name__)
 
 OPEN_ROUTES = {"/", "/health", "/webhook"}  # Label Studio's event webhook carries no auth
+# What a person or a scraper reads or changes, never Label Studio: without basic auth they answer
+# 401 unless ADMIN_OPEN=true, so a service reachable from a network cannot be rolled back by anyone.
+ADMIN_ROUTES = {"/status", "/status/plot", "/training/status", "/training/rollback", "/metrics"}
+ADMIN_CLOSED = ("this route is for admins and no basic auth is set: set BASIC_AUTH_USER and BASIC_AUTH_PASS "
+                "(and send them), or ADMIN_OPEN=true to open the status page, rollback and metrics to anyone "
+                "who can reach this service")
 WEBHOOK_SECRET_HEADER = "X-Webhook-Secret"  # with WEBHOOK_SECRET set, /webhook needs it (or basic auth)
 
 
@@ -47,6 +53,8 @@ def create_app(backend: Any) -> Flask:
         guarded = request.path not in OPEN_ROUTES or (request.path != "/webhook" and request.authorization is not None)
         if settings.basic_auth and guarded and not _authorized(settings.basic_auth):
             return _error(401, "unauthorized", "basic auth required", {"WWW-Authenticate": 'Basic realm="yolo"'})
+        if request.path in ADMIN_ROUTES and not _admin_allowed(settings):
+            return _error(401, "unauthorized", ADMIN_CLOSED)
         return None
 
     @app.after_request
@@ -80,6 +88,8 @@ def create_app(backend: Any) -> Flask:
         if request.path == "/" and _wants_html():  # a browser; Label Studio sends Accept: */* and gets JSON
             if settings.basic_auth and not _authorized(settings.basic_auth):  # "/" is open for probes, the page is not
                 return _error(401, "unauthorized", "basic auth required", {"WWW-Authenticate": 'Basic realm="yolo"'})
+            if not _admin_allowed(settings):
+                return _error(401, "unauthorized", ADMIN_CLOSED)
             return status_page()
         store = backend.store
         metrics.model_ready.set(1 if store.state.value == "ready" else 0)
@@ -196,6 +206,15 @@ def _per_project(call: Any, project: str) -> Any:
         return call(project)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def _admin_allowed(settings: Any) -> bool:
+    """Admin routes: basic auth (checked before this) or ADMIN_OPEN=true, never open by default.
+
+    Without basic auth there are no credentials a browser could give, so the 401 carries no
+    ``WWW-Authenticate`` challenge, only the message naming the two settings that fix it.
+    """
+    return settings.basic_auth is not None or settings.admin_open
 
 
 def _authorized(expected: tuple[str, str]) -> bool:

@@ -33,7 +33,7 @@ def backend_env(ls: LabelStudioServer, model_root: Path, **extra: str) -> dict[s
     """Production settings pointing at this Label Studio; images are downloaded over HTTP with the token."""
     return {"MODEL_ROOT": str(model_root), "MODEL_PATH": MODEL_FILE, "IMGSZ": IMGSZ, "DEVICE": "cpu",
             "LABEL_STUDIO_URL": ls.base_url, "LABEL_STUDIO_API_KEY": ls.legacy_token, "THREADS": "4",
-            "LOG_LEVEL": "INFO", **extra}
+            "LOG_LEVEL": "INFO", "ADMIN_OPEN": "true", **extra}
 
 
 @pytest.fixture(scope="session")

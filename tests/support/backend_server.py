@@ -51,8 +51,12 @@ class BackendServer:
 
 
 def start_backend(workdir: Path, env: dict[str, str], port: int | None = None,
-                  timeout: float = READY_TIMEOUT_S) -> BackendServer:
-    """Start gunicorn with ``env`` on top of ours; MODEL_DIR defaults to ``workdir/model-dir``."""
+                  timeout: float = READY_TIMEOUT_S, host: str = "127.0.0.1") -> BackendServer:
+    """Start gunicorn with ``env`` on top of ours; MODEL_DIR defaults to ``workdir/model-dir``.
+
+    ``host`` is the address it listens on (``0.0.0.0`` only for tests of what that warns about);
+    ``server.url`` is on loopback either way.
+    """
     port = port or free_port()
     if port_in_use(port):
         raise BackendFailed(f"port {port} is busy: pick another one")
@@ -60,7 +64,7 @@ def start_backend(workdir: Path, env: dict[str, str], port: int | None = None,
     full_env = {**os.environ, "MODEL_DIR": str(workdir / "model-dir"), "YOLO_OFFLINE": "1",
                 "PYTHONUNBUFFERED": "1", "YOLO_CONFIG_DIR": str(workdir / "ultralytics-config"), **env}
     threads = full_env.get("THREADS", "8")
-    command = [sys.executable, "-m", "gunicorn", "_wsgi:app", "--bind", f"127.0.0.1:{port}",
+    command = [sys.executable, "-m", "gunicorn", "_wsgi:app", "--bind", f"{host}:{port}",
                "--workers", full_env.get("WORKERS", "1"), "--threads", threads, "--timeout", "300"]
     log_path = workdir / f"backend-{port}.log"
     with log_path.open("wb") as log:
