@@ -218,6 +218,43 @@ def test_oks_is_one_for_the_truth_and_falls_with_distance() -> None:
     assert kinds.truth(keypoints, row, 200, 100)[0] == 0
 
 
+def test_oks_takes_053_of_the_box_as_the_object_area_as_yolo_val_does() -> None:
+    """Two points 60 px off in a 100x100 box: OKS 0.712 with 0.53 of the area (0.835 with all of it).
+
+    At the 0.75 step of mAP50-95 (OKS) the two readings disagree on whether this is a match.
+    """
+    box = (0.0, 0.0, 100.0, 100.0)
+    truth = np.array([[20.0, 20.0, 2.0], [80.0, 80.0, 2.0]])
+    found = np.array([[80.0, 20.0], [20.0, 80.0]])  # each point 60 px from its truth
+    oks = kinds.similarity(keypoints, [(box, found)], [(box, truth)])[0, 0]
+    sigma = 1 / 2  # Ultralytics' for a set that is not COCO's 17 points: 1/k
+    assert oks == pytest.approx(math.exp(-60 ** 2 / ((2 * sigma) ** 2 * 100 * 100 * 0.53 * 2)))
+    assert oks == pytest.approx(0.712, abs=1e-3) and oks < 0.75
+
+
+@pytest.mark.parametrize("k", [4, 17])
+def test_oks_agrees_with_ultralytics_kpt_iou_on_random_instances(k: int) -> None:
+    """Ultralytics' own OKS (``kpt_iou``, PoseValidator's area and sigmas) on random boxes and points."""
+    import torch
+    from ultralytics.utils.metrics import OKS_SIGMA, kpt_iou
+
+    rng = np.random.default_rng(k)
+    corners = rng.uniform(0, 300, (6, 2))
+    sides = rng.uniform(20, 200, (6, 2))
+    gt_boxes = np.hstack([corners, corners + sides])
+    gt_points = np.dstack([rng.uniform(corners[:, None], corners[:, None] + sides[:, None], (6, k, 2)),
+                           rng.integers(0, 3, (6, k, 1))]).astype(float)  # visibility 0, 1 or 2
+    ours_points = gt_points[:, :, :2] + rng.normal(0, 4, (6, k, 2))
+    found = [(tuple(b), p) for b, p in zip(gt_boxes[::-1], ours_points[::-1])]  # other order: not a diagonal
+    truths = [(tuple(b), p) for b, p in zip(gt_boxes, gt_points)]
+    ours = kinds.similarity(keypoints, found, truths)  # (found, truths)
+    area = torch.tensor(sides.prod(1) * 0.53)  # PoseValidator: xywh area x 0.53
+    sigma = OKS_SIGMA if k == 17 else np.ones(k) / k  # PoseValidator: COCO's for 17 points, else 1/k
+    theirs = kpt_iou(torch.tensor(gt_points), torch.tensor(ours_points[::-1].copy()), area, sigma).numpy()
+    assert pytest.approx(theirs, abs=1e-6) == ours.T
+    assert (theirs > 0.5).sum() >= 3  # the draw holds close matches, not only far misses
+
+
 def test_per_region_functions_say_the_hooks_replace_them() -> None:
     assert keypoints.to_line({"value": {"x": 1, "y": 2}}, 0) is None
     with pytest.raises(NotImplementedError, match="results"):

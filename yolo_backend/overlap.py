@@ -61,18 +61,30 @@ def polygon_iou(a: Sequence[Points], b: Sequence[Points]) -> np.ndarray:
     return out
 
 
+COCO_POINTS = 17  # a pose set of this many points is scored with COCO's sigmas, as `yolo val` does
+
+
+def _coco_sigmas() -> np.ndarray:
+    """COCO's 17 keypoint sigmas, from Ultralytics (imported here only: the rest of this module needs no torch)."""
+    from ultralytics.utils.metrics import OKS_SIGMA
+
+    return np.asarray(OKS_SIGMA, float)
+
+
 def keypoint_similarity(a: np.ndarray, b: np.ndarray, areas: np.ndarray, sigmas: np.ndarray | None = None
                         ) -> np.ndarray:
     """Object keypoint similarity (COCO's OKS) of instances ``a`` (n, k, 2) against ``b`` (m, k, 3).
 
     ``b`` holds the annotated points with their visibility (0: not labeled, left out) and
-    ``areas`` (m,) the annotated instances' areas in square pixels. Sigmas default to
-    Ultralytics' for a keypoint set that is not COCO's 17: 1/k each.
+    ``areas`` (m,) the annotated instances' areas in square pixels. Sigmas default to what
+    Ultralytics' PoseValidator uses: COCO's per-point sigmas for a 17-point set, else 1/k each.
     """
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)))
     k = b.shape[1]
-    sigmas = np.full(k, 1.0 / k) if sigmas is None else np.asarray(sigmas, float)
+    if sigmas is None:
+        sigmas = _coco_sigmas() if k == COCO_POINTS else np.full(k, 1.0 / k)
+    sigmas = np.asarray(sigmas, float)
     d = ((a[:, None, :, :2] - b[None, :, :, :2]) ** 2).sum(-1)  # (n, m, k) squared distances
     visible = b[None, :, :, 2] > 0
     e = d / ((2 * sigmas) ** 2 * (areas[None, :, None] + np.spacing(1)) * 2)
