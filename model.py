@@ -201,6 +201,8 @@ class YOLOBackend:
                     regions[job.task_index] += kinds.detections_to_regions(
                         detections, chosen, job.image.width, job.image.height)  # type: ignore[arg-type]
                     doubts[job.task_index] += uncertainty.image_doubt(detections, chosen)  # type: ignore[arg-type]
+            for job in group:  # detections made: the pixels go back to DECODE_BUDGET_MB
+                job.image.release()
         videos = {spec: target for spec, target in targets.items() if spec.media == "video" and target is not None}
         if videos:
             self._track_videos(tasks, videos, models, regions, failures, deadline, progress)
@@ -265,7 +267,10 @@ class YOLOBackend:
                       failures: list[MediaError], group_size: int = 8) -> Iterator[list[_Job]]:
         """Decoded images in task order, in groups, fetching up to ``2 * FETCH_WORKERS`` ahead.
 
-        Failures are logged per task and appended to ``failures``, not raised.
+        Failures are logged per task and appended to ``failures``, not raised. Decoding shares the
+        worker's DECODE_BUDGET_MB (``decode_budget``): this request's images are granted in order, and
+        a partial group is handed on before waiting for an image, so what the request holds is freed
+        by inference instead of blocking the image it waits for.
         """
         by_key: dict[str, list[label_config.ControlSpec]] = {}
         for spec in specs:  # controls on the same image field share one download and decode
@@ -276,23 +281,32 @@ class YOLOBackend:
                 raise BadRequest(f"tasks[{index}] must be an object with a 'data' object")
             pairs += [(index, task, alike, task["data"].get(key)) for key, alike in by_key.items()]
         window = max(2 * self.settings.fetch_workers, group_size)
+        claimant = self.media.budget.claimant()
         ahead: deque = deque()
         group: list[_Job] = []
-        for position in range(len(pairs)):
-            while len(ahead) < window and position + len(ahead) < len(pairs):
-                index, task, _, url = pairs[position + len(ahead)]
-                ahead.append(self._pool.submit(self._load, url, task.get("id")))
-            index, task, alike, url = pairs[position]
-            try:
-                image = ahead.popleft().result()
-                group += [_Job(index, spec, image) for spec in alike]
-            except BackendError as exc:
-                failures.append(self._failed(exc, task, alike[0], url))
-            if len(group) >= group_size:
+        try:
+            for position in range(len(pairs)):
+                while len(ahead) < window and position + len(ahead) < len(pairs):
+                    turn = position + len(ahead)
+                    _, task, _, url = pairs[turn]
+                    ahead.append((turn, self._pool.submit(self._load, url, task.get("id"), claimant, turn)))
+                index, task, alike, url = pairs[position]
+                if group and not ahead[0][1].done():
+                    yield group  # inference frees these while the next image downloads or waits for the budget
+                    group = []
+                try:
+                    image = ahead.popleft()[1].result()
+                    group += [_Job(index, spec, image) for spec in alike]
+                except BackendError as exc:
+                    failures.append(self._failed(exc, task, alike[0], url))
+                if len(group) >= group_size:
+                    yield group
+                    group = []
+            if group:
                 yield group
                 group = []
-        if group:
-            yield group
+        finally:  # a request that stops early (an error, a single failed task) gives back all it holds
+            _give_back(group, ahead, claimant)
 
     def _failed(self, exc: BackendError, task: dict[str, Any], spec: label_config.ControlSpec,
                 url: Any) -> MediaError:
@@ -303,9 +317,9 @@ class YOLOBackend:
         log.warning("task %s: %s %r from %s failed: %s", task.get("id"), spec.media, spec.data_key, host, exc)
         return error
 
-    def _load(self, url: Any, task_id: Any) -> LoadedImage:
+    def _load(self, url: Any, task_id: Any, claimant: Any = None, turn: int = 0) -> LoadedImage:
         started = time.perf_counter()
-        image = self.media.load(url, task_id)
+        image = self.media.load(url, task_id, claimant, turn)
         self.metrics.fetch.observe(time.perf_counter() - started)
         return image
 
@@ -326,6 +340,17 @@ class YOLOBackend:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _give_back(group: list[_Job], ahead: deque, claimant: Any) -> None:
+    """Release the pixels of a request that ended early; loads not started skip their turn."""
+    for job in group:
+        job.image.release()
+    for turn, future in ahead:
+        if future.cancel():
+            claimant.skip(turn)
+        else:
+            future.add_done_callback(lambda done: done.exception() is None and done.result().release())
 
 
 def _same_model_boxes(spec: label_config.ControlSpec, models: dict[label_config.ControlSpec, ServedModel]

@@ -81,6 +81,9 @@ SETTINGS: tuple[Var, ...] = (
         "Private hosts image URLs may reach besides LABEL_STUDIO_URL: host, host:port or CIDR, comma-separated."),
     Var("CACHE_MAX_MB", "2048", int, "Size bound of the downloaded-image cache in MODEL_DIR/cache."),
     Var("MAX_IMAGE_PIXELS", "100000000", int, "Bigger images are refused as decompression bombs."),
+    Var("DECODE_BUDGET_MB", "1024", int,
+        "Decoded image memory one worker holds at once, decoding included (a 100 Mpx image takes about 800 MB); "
+        "requests beyond it wait their turn; an image needing more alone is refused. Two workers then fit 4 GB."),
     Var("MAX_VIDEO_MB", "500", int, "Bigger video files are refused (they are streamed to MODEL_DIR/cache, "
         "never held in memory)."),
     Var("MAX_VIDEO_SECONDS", "3600", float, "Longer videos are refused, by /predict and yolo-ls alike."),
@@ -197,6 +200,7 @@ class Settings:
     media_allowed_hosts: str
     cache_max_mb: int
     max_image_pixels: int
+    decode_budget_mb: int
     max_video_mb: int
     max_video_seconds: float
     video_predict_seconds: float
@@ -259,6 +263,8 @@ class Settings:
                              "number from 0 to 1")
         if self.weights_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.weights_sha256):
             raise ValueError(f"WEIGHTS_SHA256={self.weights_sha256!r}: use the 64 hex digits `sha256sum FILE` prints")
+        if self.decode_budget_mb < 16:
+            raise ValueError("DECODE_BUDGET_MB must be at least 16 (a 2 Mpx photo takes about 16 MB to decode)")
         if self.runtime not in ("auto", "torch", "onnx", "openvino"):
             raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
         if not 0.0 <= self.int8_max_drop <= 1.0:

@@ -12,7 +12,13 @@ from PIL import Image
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB. 16/32-bit grayscale is scaled like a browser shows it: PIL's convert would clip at 255."""
+    """8-bit RGB (``img`` itself when it is already). 16/32-bit grayscale is scaled like a browser shows it.
+
+    PIL's convert would clip 16-bit values at 255; and it copies even an RGB image, which for a
+    100 Mpx image is 400 MB more at the decode's peak.
+    """
+    if img.mode == "RGB":
+        return img
     if img.mode.startswith("I"):
         values = np.asarray(img, dtype=np.float64)
         if values.min() >= 0 and values.max() <= 65535:  # 16-bit data, whatever PIL calls the mode
