@@ -54,6 +54,24 @@ def test_training_refuses_a_model_path_outside_model_root_and_never_loads_it(tmp
     assert Registry(settings.model_dir_path, "3").served() is None
 
 
+@pytest.mark.parametrize("model_path", ["/abs", "../elsewhere.pt"])
+def test_yolo_ls_refuses_a_model_path_the_service_would_refuse(tmp_path: Path, model_path: str,
+                                                               monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """``yolo-ls int8`` and ``review`` default to MODEL_ROOT/MODEL_PATH: confined as the service confines it."""
+    import torch
+
+    from yolo_backend.cli import main
+
+    root, marker = tmp_path / "root", tmp_path / "unpickled"
+    root.mkdir()
+    elsewhere = tmp_path / "elsewhere.pt"
+    torch.save({"model": _Unpickled(marker)}, elsewhere)
+    monkeypatch.setenv("MODEL_ROOT", str(root))
+    monkeypatch.setenv("MODEL_PATH", str(elsewhere) if model_path == "/abs" else model_path)
+    assert main(["int8", str(tmp_path)]) == 2
+    assert "MODEL_ROOT" in capsys.readouterr().err and not marker.exists()
+
+
 # -- 5. export-yolo --task classify: class folders named as training names them ------------------------------
 def test_export_yolo_class_folders_stay_inside_the_output_folder(tmp_path: Path) -> None:
     from tests.support.tiny_classify import choices_config, choices_result

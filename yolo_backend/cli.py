@@ -23,6 +23,7 @@ from . import kinds, ls_client
 
 if TYPE_CHECKING:
     from .label_config import ControlSpec
+from .checkpoints import safe_model_path
 from .config import SETTINGS
 from .errors import BackendError
 
@@ -205,7 +206,7 @@ def _run_int8(args: argparse.Namespace) -> int:
     from .training.quantize import for_base
 
     settings = Settings.from_env()
-    checkpoint = args.model or settings.model_root_path / settings.model_path
+    checkpoint = args.model or safe_model_path(settings.model_root_path, settings.model_path)  # as the service
     if not checkpoint.is_file():
         raise ValueError(f"no checkpoint at {checkpoint}: pass --model PATH or set MODEL_ROOT/MODEL_PATH")
     gate = for_base(checkpoint, args.folder, settings)
@@ -351,7 +352,7 @@ def _run_review(args: argparse.Namespace) -> int:
     settings = Settings.from_env(label_studio_url=args.url, label_studio_api_key=args.api_key,
                                  local_files_document_root=args.document_root or "",
                                  media_allowed_hosts=args.allowed_hosts or "")
-    start = Path(args.start) if args.start else settings.model_root_path / settings.model_path
+    start = Path(args.start) if args.start else safe_model_path(settings.model_root_path, settings.model_path)
     if not start.is_file():
         raise ValueError(f"no base checkpoint at {start}: pass --start PATH or set MODEL_ROOT/MODEL_PATH "
                          "(a pretrained model such as yolo11n.pt; not one trained on this project)")
