@@ -193,3 +193,122 @@ def test_yolo_ls_int8_needs_labeled_images(shapes: Path, tmp_path: Path, monkeyp
     assert cli.main(["int8", str(tmp_path / "empty"), "--model", str(shapes)]) == 2
     assert "0 labeled images; the gate needs at least 4" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()  # nothing made
+
+
+# -- a version's int8 copy, judged at the thresholds it is served with (issue 22, fault 8) ---------------------------
+SHAPES_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+                 '<Label value="square"/><Label value="circle"/></RectangleLabels></View>')
+
+
+@pytest.fixture(scope="module")
+def version(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The trained shapes model as a run's candidate: a real holdout, its fp32 export, the thresholds it publishes."""
+    from tests.support.synthetic import yolo_lines
+    from yolo_backend import kinds
+    from yolo_backend.label_config import parse
+    from yolo_backend.training import fitting, scoring
+    from yolo_backend.training.dataset import Dataset, Example
+
+    root = tmp_path_factory.mktemp("version")
+    examples = []
+    for i in range(72):  # 32 to calibrate on (a run's training images), 40 held out
+        img, drawn = draw_sample(70_000 + i, size=(192, 160), max_shapes=3, min_side=24, max_side=80)
+        img.save(root / f"{i:03d}.jpg", quality=92)
+        examples.append(Example(i, root / f"{i:03d}.jpg", tuple(yolo_lines(drawn, *img.size))))
+    dataset = Dataset(root / "data.yaml", ["square", "circle"], examples[:32], [], examples[32:])
+    spec = parse(SHAPES_CONFIG)[0]
+    kind = kinds.for_result("rectanglelabels", "detect")
+    settings = Settings.from_env({}, model_dir=str(root / "state"), device="cpu", int8=True,
+                                 model_score_threshold=0.25)
+    images = [pixels for chunk in fitting.holdout_images(dataset.holdout[:16]) for _, pixels in chunk]
+    verdict = runtime.prepare(shapes, "onnx", "cpu", IMGSZ, settings.model_dir_path / "runtime", images)
+    assert verdict.runtime == "onnx", verdict.reason
+    found = fitting.predict_holdout(shapes, dataset.holdout, spec, settings, kind)
+    chosen = scoring.best_thresholds(found, 2, settings.model_score_threshold)  # as train.py publishes them
+    return {"dataset": dataset, "spec": spec, "kind": kind, "settings": settings, "found": found,
+            "verdict": {**verdict.to_json(), "key": runtime.content_key(shapes)},
+            "thresholds": {dataset.labels[i]: t for i, t in chosen.items()}}
+
+
+def _at_served(version: dict, graph: Path | None, shapes: Path) -> tuple[list, list[float]]:
+    from yolo_backend.training import fitting
+
+    found = fitting.predict_holdout(shapes, version["dataset"].holdout, version["spec"], version["settings"],
+                                    version["kind"], engine=graph)
+    return found, [version["thresholds"].get(label, 0.25) for label in version["dataset"].labels]
+
+
+def _scaled_scores(graph: Path, factor: float, classes: int) -> None:
+    """Multiply the class scores of an exported detect graph by ``factor`` (boxes untouched), in place."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(graph))
+    name = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [f"{name}_unscaled" if out == name else out for out in node.output]
+    scale = np.array([1.0] * 4 + [factor] * classes, np.float32).reshape(1, -1, 1)  # (1, 4 + classes, anchors)
+    model.graph.initializer.append(numpy_helper.from_array(scale, "score_scale"))
+    model.graph.node.append(helper.make_node("Mul", [f"{name}_unscaled", "score_scale"], [name]))
+    onnx.save(model, str(graph))
+
+
+def test_a_versions_int8_copy_is_judged_and_served_at_its_fp32_thresholds(shapes: Path, version: dict) -> None:
+    """A real int8 copy of a trained model passes, and the gate's F1 is the one annotators get from each copy."""
+    from yolo_backend.training import quantize, scoring
+
+    settings = version["settings"]
+    gate = quantize.for_version(shapes, version["verdict"], IMGSZ, version["dataset"], version["spec"], settings,
+                                version["kind"], version["thresholds"])
+    cache_root = settings.model_dir_path / "runtime"
+    graph = int8.folder_for(cache_root, version["verdict"]["key"], IMGSZ) / "model-int8.onnx"
+    fp32_found, served = _at_served(version, None, shapes)
+    int8_found, _ = _at_served(version, graph, shapes)
+    fp32_f1, int8_f1 = scoring.counts(fp32_found, served).f1, scoring.counts(int8_found, served).f1
+    retuned = scoring.score(int8_found, 2, 0.25, choose_per_class=True)  # thresholds chosen on int8's own boxes
+    print(f"\nint8 of the shapes model on {len(int8_found)} holdout images at thresholds {version['thresholds']}: "
+          f"F1 {int8_f1:.4f} vs fp32 {fp32_f1:.4f} (re-tuned on int8's own boxes: {retuned.f1:.4f}); {gate['reason']}")
+    assert gate["thresholds"] == version["thresholds"], gate
+    assert gate["fp32"]["f1"] == round(fp32_f1, 4) and gate["int8"]["f1"] == round(int8_f1, 4), gate
+    assert gate["ok"], gate
+    served_detector = Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False,
+                                    int8=True, lanes=1)
+    assert served_detector.runtime == "onnx-int8" and served_detector.source == graph
+
+
+def test_an_int8_copy_whose_scores_shifted_is_refused(shapes: Path, version: dict, tmp_path: Path) -> None:
+    """A copy whose boxes rank as fp32's but whose scores all fell (as a badly calibrated head gives) is refused.
+
+    Its mAP is fp32's (ranks are unchanged) and thresholds re-tuned on its own boxes would give
+    the same F1, so a gate judging at such thresholds passes it; served at fp32's thresholds it
+    hides most boxes from annotators.
+    """
+    from dataclasses import replace
+
+    from yolo_backend.training import quantize, scoring
+
+    settings = replace(version["settings"], model_dir=str(tmp_path / "state"))
+    cache_root = settings.model_dir_path / "runtime"
+    key = version["verdict"]["key"]
+    graph = int8.folder_for(cache_root, key, IMGSZ) / "model-int8.onnx"
+    graph.parent.mkdir(parents=True)
+    calibration = [pixels for e in version["dataset"].train for pixels in [_read(e.image)]]
+    _scaled_scores(int8.quantize(Path(version["verdict"]["path"]), graph, calibration, IMGSZ), 0.2, 2)
+
+    gate = quantize.for_version(shapes, version["verdict"], IMGSZ, version["dataset"], version["spec"], settings,
+                                version["kind"], version["thresholds"])
+    shifted, served = _at_served(version, graph, shapes)
+    own = int8.judge(quantize._pair(scoring.score(version["found"], 2, 0.25, choose_per_class=True)),
+                     quantize._pair(scoring.score(shifted, 2, 0.25, choose_per_class=True)), "mAP50-95")
+    print(f"\nscores x0.2: {gate['reason']}; at thresholds re-tuned on its own boxes: {own.reason}")
+    assert own.ok, own  # the copy only fails where it is served: at fp32's thresholds
+    assert not gate["ok"] and "in f1" in gate["reason"] and "fp32 serves" in gate["reason"], gate
+    assert gate["int8"]["f1"] == round(scoring.counts(shifted, served).f1, 4), gate
+    assert int8.passed(cache_root, key, IMGSZ) is None
+    assert Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
+                         lanes=1).runtime != "onnx-int8"
+
+
+def _read(image: Path) -> np.ndarray:
+    import cv2
+
+    return cv2.imread(str(image), cv2.IMREAD_COLOR)

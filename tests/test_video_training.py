@@ -8,6 +8,7 @@ from Label Studio's interpolation, and are compared with the true boxes of those
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -284,3 +285,97 @@ def test_annotated_videos_retrain_promote_and_serve_tracks(tmp_path: Path, renam
                  if r["type"] == "videorectangle" and r["value"]["labels"] == [LABELS[thing.class_id]]]
         drawn = [box for box in drawn if box is not None]
         assert drawn and max(box_iou(np.array(drawn), np.array([thing.boxes[4]]))[:, 0]) >= 0.5, prediction
+
+
+# -- the gate judges a video version by the tracks it serves (issue 22, fault 9) ---------------------------------------
+VIDEO_STRIDE = 2  # serving tracks every other frame; the holdout's annotated frames fall between them too
+KEYFRAME_IOU = 0.9  # the default thinning
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MODEL_ROOT with the shapes model under the project's own label names: it serves the project as it is."""
+    import shutil
+
+    from tests.support.trained_model import trained_shapes_model
+
+    root = tmp_path_factory.mktemp("shapes-root")
+    shutil.copyfile(trained_shapes_model(), root / "shapes.pt")
+    return root
+
+
+def served_images(client: Any, examples: list[Any], doc_root: Path, labels: tuple[str, ...]) -> list[Any]:
+    """Each holdout frame scored on what ``/predict`` serves for its video: its regions as Label Studio draws them."""
+    from yolo_backend.training import scoring
+    from yolo_backend.video.frames import probe
+
+    regions: dict[Any, list[dict[str, Any]]] = {}
+    out = []
+    for example in examples:
+        if example.task_id not in regions:
+            video = f"/data/local-files/?d=videos/v{example.task_id}.mp4"
+            answer = client.post("/predict", json={"tasks": [{"id": example.task_id, "data": {"video": video}}],
+                                                   "project": f"{PROJECT}.1700000000", "label_config": CONFIG})
+            assert answer.status_code == 200, answer.get_json()
+            regions[example.task_id] = answer.get_json()["results"][0]["result"]
+        info = probe(doc_root / "videos" / f"v{example.task_id}.mp4")
+        found = []
+        for region in regions[example.task_id]:
+            box = annotations.frame_boxes(region["value"]["sequence"], info, example.frame)
+            if box is not None:
+                found.append(scoring.Found(labels.index(region["value"]["labels"][0]), region["score"], tuple(box)))
+        truth = []
+        for line in example.lines:
+            row = convert.parse_yolo_line(line)
+            truth.append(scoring.Truth(row.class_id, ((row.cx - row.w / 2) * info.width, (row.cy - row.h / 2) *
+                                                      info.height, (row.cx + row.w / 2) * info.width,
+                                                      (row.cy + row.h / 2) * info.height)))
+        out.append(scoring.Image(tuple(found), tuple(truth)))
+    return out
+
+
+@pytest.mark.slow
+def test_the_gate_scores_a_video_model_on_the_tracks_it_serves(tmp_path: Path, shapes_root: Path) -> None:
+    """The served model's holdout F1 is the F1 of the regions /predict gives, not of per-frame detections.
+
+    Serving tracks every VIDEO_FRAME_STRIDE-th frame, keeps a track by its best score and thins
+    it to keyframes that Label Studio interpolates; the holdout's annotated frames are judged on
+    those drawn boxes. Per-frame scoring differs here (weak frames of kept tracks, the tracker's
+    unconfirmed first frames, interpolation), and the run must record the served figure.
+    """
+    from yolo_backend import kinds
+    from yolo_backend.app import build_backend
+    from yolo_backend.http_api import create_app
+    from yolo_backend.label_config import parse
+    from yolo_backend.training import ProjectTrainer, fitting, scoring
+    from yolo_backend.training.dataset import build_dataset
+
+    doc_root = tmp_path / "docroot"
+    tasks = [video_task(doc_root, task_id, frames=40, every=6) for task_id in range(1, 6)]
+    settings = Settings.from_env({}, model_root=str(shapes_root), model_path="shapes.pt",
+                                 model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root),
+                                 device="cpu", model_score_threshold=0.25, runtime="torch", train_imgsz=64,
+                                 train_epochs=1, train_batch=8, train_min_images=10, train_min_holdout=5,
+                                 train_frame_stride=3, video_frame_stride=VIDEO_STRIDE,
+                                 video_keyframe_iou=KEYFRAME_IOU, class_thresholds=False)  # 0.25 for both models
+    trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", clean(tasks), CONFIG))
+    _, run, _ = train_once(trainer, PROJECT, timeout=600)
+    recorded = run["metrics"]["served"]
+    assert recorded["version"].startswith("shapes-"), run  # the base served the project when the run began
+
+    dataset = build_dataset(tmp_path / "ds", clean(tasks), CONFIG, settings)  # the run's split: by video, stable
+    fresh = dataclasses.replace(settings, model_dir=str(tmp_path / "fresh"))  # no version: the base serves
+    backend = build_backend(fresh, start=False)
+    backend.store.start(background=False)
+    tracks = scoring.counts(served_images(create_app(backend).test_client(), dataset.holdout, doc_root, LABELS),
+                            [0.0, 0.0])  # /predict already kept the tracks whose best score passes 0.25
+    spec = parse(CONFIG)[0]
+    kind = kinds.for_result(spec.kind)
+    per_frame = scoring.score(fitting.predict_holdout(shapes_root / "shapes.pt", dataset.holdout, spec, settings,
+                                                      kind), 2, 0.25)
+    print(f"\n[video gate] {len(dataset.holdout)} holdout frames: served tracks F1 {tracks.f1:.4f} (P "
+          f"{tracks.precision:.3f} R {tracks.recall:.3f}), per-frame F1 {per_frame.f1:.4f} (P "
+          f"{per_frame.precision:.3f} R {per_frame.recall:.3f}); the run recorded F1 {recorded['f1']:.4f}")
+    # the case: frames and tracks disagree (tracks keep weak frames and drop unconfirmed ones)
+    assert max(abs(per_frame.precision - tracks.precision), abs(per_frame.recall - tracks.recall)) >= 0.02
+    assert recorded["f1"] == pytest.approx(tracks.f1, abs=1e-4), (recorded, tracks)
+    assert recorded["precision"] == pytest.approx(tracks.precision, abs=1e-4)
+    assert recorded["recall"] == pytest.approx(tracks.recall, abs=1e-4)

@@ -216,6 +216,25 @@ def no_model(examples: Sequence[Example], kind: Kind) -> list[scoring.Image]:
     return out
 
 
+def holdout_detector(checkpoint: Path, settings: Settings, engine: Path | None = None) -> Any:
+    """The checkpoint as the service loads it (IMGSZ or its own size, IOU, MAX_DET); ``engine``: an export of it."""
+    from ..detector import Detector, checkpoint_imgsz, checkpoint_iou, load_ultralytics
+
+    model = load_ultralytics(checkpoint)
+    imgsz = settings.fixed_imgsz or checkpoint_imgsz(model)
+    iou = checkpoint_iou(model) if settings.fixed_iou is None else settings.fixed_iou  # the .pt's, not the export's
+    if engine is not None:  # an exported graph of the checkpoint (the int8 gate), at the checkpoint's size
+        model = load_ultralytics(engine, model.task)
+    return Detector(model, device=pick_device(settings.device), imgsz=imgsz, iou=iou,
+                    max_det=settings.max_det, name=checkpoint.name)
+
+
+def label_indices(kind: Kind, spec: ControlSpec, names: dict[int, str]) -> dict[int, int]:
+    """Model class -> index of the control's label it serves as (``predicted_values``, exact, case-folded)."""
+    to_label = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
+    return {cls: to_label[label] for cls, label in kinds.class_labels(kind, spec, names).items() if label in to_label}
+
+
 def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: ControlSpec, settings: Settings,
                     kind: Kind, engine: Path | None = None) -> list[scoring.Image]:
     """Run ``checkpoint`` over the holdout as the service serves it, mapped to ``kind``'s classes for ``spec``.
@@ -225,18 +244,8 @@ def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: Control
     at a low confidence so that every threshold can be judged from one pass. ``engine``: an
     export of the checkpoint predicts instead (the int8 gate).
     """
-    from ..detector import Detector, checkpoint_imgsz, checkpoint_iou, load_ultralytics
-
-    model = load_ultralytics(checkpoint)
-    imgsz = settings.fixed_imgsz or checkpoint_imgsz(model)
-    iou = checkpoint_iou(model) if settings.fixed_iou is None else settings.fixed_iou  # the .pt's, not the export's
-    if engine is not None:  # an exported graph of the checkpoint (the int8 gate), at the checkpoint's size
-        model = load_ultralytics(engine, model.task)
-    detector = Detector(model, device=pick_device(settings.device), imgsz=imgsz, iou=iou,
-                        max_det=settings.max_det, name=checkpoint.name)
-    to_label = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
-    mapping = {cls: to_label[label] for cls, label in kinds.class_labels(kind, spec, detector.names).items()
-               if label in to_label}
+    detector = holdout_detector(checkpoint, settings, engine)
+    mapping = label_indices(kind, spec, detector.names)
     out = []
     for chunk in holdout_images(examples):
         found = detector.detect([pixels for _, pixels in chunk], conf=SCORING_CONF)
@@ -245,3 +254,16 @@ def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: Control
                       for d in kinds.shown(kind, detections, spec) if d.class_id in mapping]
             out.append(judged(kind, mapped, truths(example, pixels.shape[1], pixels.shape[0], kind)))
     return out
+
+
+def predictor(media: str) -> Callable[..., list[scoring.Image]]:
+    """How a holdout is predicted as it is served: images one by one; a video's frames from its tracks.
+
+    Both take (checkpoint, examples, spec, settings, kind, engine=None) and give one scored
+    image per holdout example.
+    """
+    if media == "video":
+        from .video_scoring import predict_tracks
+
+        return predict_tracks
+    return predict_holdout

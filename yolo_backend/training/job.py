@@ -42,6 +42,7 @@ TIMED_OUT = 3  # exit status of a process whose run passed TRAIN_TIMEOUT (RQ mar
 STEPS = {"load_project": "collect: reading the project's tasks",
          "build_dataset": "write dataset: fetching and decoding images",
          "fit": "train", "predict_holdout": "evaluate: scoring on the holdout",
+         "predict_tracks": "evaluate: tracking the holdout videos",
          "prepare": "export: making and checking the serving engine", "publish": "publish"}
 
 

@@ -2,7 +2,10 @@
 
 ``int8.py`` quantizes and applies the rule; this module feeds it what only training knows:
 the holdout, its scoring as the promotion gate scores (``scoring.score``, the kind's metric
-and F1 at the serving thresholds), and calibration images that are not judged.
+and F1), and calibration images that are not judged. Both copies are judged at the thresholds
+the version is stored and served with (the fp32 candidate's per-class thresholds, else the
+control's or MODEL_SCORE_THRESHOLD): thresholds re-tuned on the int8 copy's own predictions
+would forgive a copy whose scores all shifted, which serving at fp32's thresholds does not.
 """
 
 from __future__ import annotations
@@ -22,18 +25,25 @@ log = logging.getLogger(__name__)
 
 
 def for_version(candidate: Path, verdict: dict, imgsz: int, dataset: Dataset, spec: ControlSpec, settings: Settings,
-                kind: Kind, fp32: scoring.Scores) -> dict:
-    """Quantize a candidate's checked ONNX export, calibrated on its training images; judge it on its holdout."""
-    from .fitting import holdout_images
+                kind: Kind, thresholds: dict[str, float]) -> dict:
+    """Quantize a candidate's checked ONNX export, calibrated on its training images; judge it on its holdout.
+
+    ``thresholds``: label -> the per-class threshold the version is published with; fp32 and
+    int8 are both scored at them (as served), on the holdout predicted as served (a video's as tracks).
+    """
+    from .fitting import holdout_images, predictor
 
     refused = _refused(kind, verdict)
     if refused:
         return {"ok": False, "reason": refused}
     calibration = [pixels for chunk in holdout_images(dataset.train[:int8.CALIBRATION_IMAGES]) for _, pixels in chunk]
+    labels = kinds.train_classes(kind, spec)
+    served = [thresholds.get(label, settings.model_score_threshold) for label in labels] \
+        if settings.class_thresholds else None
+    score = _scorer(candidate, dataset.holdout, spec, settings, kind, served, predictor(dataset.media))
     gate = int8.prepare(str(verdict["key"]), Path(str(verdict["path"])), settings.model_dir_path / "runtime", imgsz,
-                        calibration, _scorer(candidate, dataset.holdout, spec, settings, kind), _pair(fp32),
-                        fp32.metric, settings.int8_max_drop)
-    return gate.to_json()
+                        calibration, score, score(None), kind.METRIC, settings.int8_max_drop)
+    return {**gate.to_json(), "thresholds": dict(thresholds) if served else {}}
 
 
 def for_base(checkpoint: Path, folder: Path, settings: Settings) -> dict:
@@ -68,7 +78,7 @@ def for_base(checkpoint: Path, folder: Path, settings: Settings) -> dict:
     refused = _refused(kind, {**verdict.to_json(), "key": runtime.content_key(checkpoint)})
     if refused:
         return {"ok": False, "reason": refused}
-    score = _scorer(checkpoint, judged, spec, settings, kind, per_class=False)
+    score = _scorer(checkpoint, judged, spec, settings, kind)  # a base serves at MODEL_SCORE_THRESHOLD
     fp32 = score(None)
     gate = int8.prepare(runtime.content_key(checkpoint), verdict.path, settings.model_dir_path / "runtime", imgsz,
                         calibration, score, fp32, kind.METRIC, settings.int8_max_drop)
@@ -89,20 +99,23 @@ def _pair(scores: scoring.Scores) -> dict[str, float]:
 
 
 def _scorer(checkpoint: Path, holdout: list[Example], spec: ControlSpec, settings: Settings, kind: Kind,
-            per_class: bool = True) -> Callable[[Path | None], dict[str, float]]:
-    """Scores of the checkpoint (None) or an export of it on ``holdout``, as the promotion gate scores.
+            served: list[float] | None = None, predict: Callable[..., list[scoring.Image]] | None = None
+            ) -> Callable[[Path | None], dict[str, float]]:
+    """Scores of the checkpoint (None) or an export of it on ``holdout``, at the thresholds it is served with.
 
-    ``per_class``: F1 at thresholds chosen per class, as a trained version is served
-    (CLASS_THRESHOLDS); a base model serves at MODEL_SCORE_THRESHOLD.
+    ``served``: per label, the version's own thresholds; None: MODEL_SCORE_THRESHOLD for every
+    label (a base model). The control's ``model_score_threshold`` comes first, as in serving.
+    Never thresholds chosen on the graph's own predictions: that would judge int8 at thresholds
+    it is never served with. ``predict``: how the holdout is predicted (``fitting.predictor``).
     """
     from .fitting import predict_holdout
 
     labels = kinds.train_classes(kind, spec)
+    predict = predict or predict_holdout
 
     def score(graph: Path | None) -> dict[str, float]:
-        found = predict_holdout(checkpoint, holdout, spec, settings, kind, engine=graph)
-        chosen = per_class and settings.class_thresholds
-        return _pair(scoring.score(found, len(labels), settings.model_score_threshold,
-                                   control_threshold=spec.threshold, choose_per_class=chosen, metric=kind.METRIC))
+        found = predict(checkpoint, holdout, spec, settings, kind, engine=graph)
+        return _pair(scoring.score(found, len(labels), settings.model_score_threshold, served_thresholds=served,
+                                   control_threshold=spec.threshold, metric=kind.METRIC))
 
     return score

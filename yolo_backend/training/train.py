@@ -96,10 +96,11 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     run.progress = {**run.progress, "phase": "scoring on the holdout"}
     book.save(run)
     labels, default = dataset.labels, settings.model_score_threshold
-    found = fitting.predict_holdout(candidate, dataset.holdout, spec, settings, kind)
+    predict = fitting.predictor(dataset.media)  # a video's holdout frames: from the tracks serving draws on them
+    found = predict(candidate, dataset.holdout, spec, settings, kind)
     scores = scoring.score(found, len(labels), default, control_threshold=spec.threshold,
                            choose_per_class=settings.class_thresholds, metric=kind.METRIC)
-    baseline_found = (fitting.predict_holdout(served.path, dataset.holdout, spec, settings, kind) if served.path
+    baseline_found = (predict(served.path, dataset.holdout, spec, settings, kind) if served.path
                       else fitting.no_model(dataset.holdout, kind))
     own = [served.thresholds.get(label, default) for label in labels] if served.thresholds and \
         settings.class_thresholds else None
@@ -125,7 +126,7 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         run.progress = {**run.progress, "phase": "int8: quantizing and judging on the holdout"}
         book.save(run)
         run.metrics["int8"] = quantize.for_version(candidate, verdict, imgsz, dataset, spec, settings, kind,
-                                                       scores)
+                                                       run.metrics["thresholds"])  # judged at what is served
 
     # publish: unless someone chose another served version meanwhile (a rollback stands)
     try:

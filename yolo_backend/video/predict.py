@@ -85,6 +85,31 @@ def video_regions(path: Path, info: VideoInfo, target: convert.Target, detector:
     ``deadline`` (``time.monotonic()``): stop with ``VideoTooLong`` once the frames left
     would end past it, judged from the speed so far. ``progress(done, total)`` per batch.
     """
+    started = time.monotonic()
+    tracks = track_video(path, info, detector, options, deadline, progress)
+    regions = []
+    for track_id, points in sorted(tracks.items()):
+        class_id = track_class(points)
+        label = target.labels.get(class_id)
+        if label is None or max(p.score for p in points) < target.threshold_for(class_id):
+            continue
+        regions.append(keyframes.video_region(
+            points, label, info, from_name=target.from_name, to_name=target.to_name,
+            region_id=convert.region_id(target.from_name, path.name, track_id), stride=options.stride,
+            min_iou=options.keyframe_iou))
+    log.debug("%s: %d tracks, %d regions in %.1f s", path.name, len(tracks), len(regions),
+              time.monotonic() - started)
+    return regions
+
+
+def track_class(points: list[tracking.TrackPoint]) -> int:
+    """A track's class: the one most of its points were detected as."""
+    return Counter(p.class_id for p in points).most_common(1)[0][0]
+
+
+def track_video(path: Path, info: VideoInfo, detector: Any, options: TrackOptions, deadline: float | None = None,
+                progress: Callable[[int, int], None] | None = None) -> dict[int, list[tracking.TrackPoint]]:
+    """Every track of the video (track id -> points), as served; ``video_regions`` keeps and thins them."""
     total = -(-info.frames // options.stride)
     started = time.monotonic()
     done = 0
@@ -105,17 +130,4 @@ def video_regions(path: Path, info: VideoInfo, target: convert.Target, detector:
             progress(done, total)
         return found
 
-    tracks = tracking.track(read_frames(path, options.stride), detect, options.tracker, batch=BATCH)
-    regions = []
-    for track_id, points in sorted(tracks.items()):
-        class_id = Counter(p.class_id for p in points).most_common(1)[0][0]
-        label = target.labels.get(class_id)
-        if label is None or max(p.score for p in points) < target.threshold_for(class_id):
-            continue
-        regions.append(keyframes.video_region(
-            points, label, info, from_name=target.from_name, to_name=target.to_name,
-            region_id=convert.region_id(target.from_name, path.name, track_id), stride=options.stride,
-            min_iou=options.keyframe_iou))
-    log.debug("%s: %d tracks, %d regions, %d frames in %.1f s", path.name, len(tracks), len(regions), done,
-              time.monotonic() - started)
-    return regions
+    return tracking.track(read_frames(path, options.stride), detect, options.tracker, batch=BATCH)
