@@ -1,29 +1,31 @@
 # Two commands matter: `make run` (set up and serve on the defaults) and `make test`.
 VENV ?= .venv
 PYTHON ?= python3
-# The torch build to install. This default matches the CPU/CUDA wheels pip finds on PyPI;
-# for a small CPU-only install elsewhere use:
-#   make TORCH_PIP="--index-url https://download.pytorch.org/whl/cpu torch torchvision" run
-TORCH_PIP ?= torch==2.14.1 torchvision==0.29.1
+# Everything else installs from the locks in locks/ (exact versions, hash-checked: what CI tested);
+# `make lock` refreshes them from the ranges in requirements*.txt.
+# The torch build is chosen per hardware, before a lock. This default (locks/torch.txt) is the
+# build pip finds on PyPI (CUDA, also runs on CPUs); for a small CPU-only install use:
+#   make TORCH_PIP="--index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1" run
+TORCH_PIP ?= -r locks/torch.txt
 BIN := $(VENV)/bin
 
-.PHONY: run dev test test-fast lint bench demo setup clean
+.PHONY: run dev test test-fast lint bench demo setup clean lock deps-latest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.torch: | $(BIN)/python
+$(VENV)/.torch: locks/torch.txt | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH_PIP)
 	touch $@
 
-$(VENV)/.runtime: requirements.txt pyproject.toml $(VENV)/.torch
-	$(BIN)/pip install --quiet -r requirements.txt
+$(VENV)/.runtime: locks/requirements.txt pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -r locks/requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.test: requirements-test.txt $(VENV)/.runtime
-	$(BIN)/pip install --quiet -r requirements-test.txt
+$(VENV)/.test: locks/requirements-test.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r locks/requirements-test.txt
 	touch $@
 
 setup: $(VENV)/.runtime
@@ -51,6 +53,12 @@ bench: $(VENV)/.test
 
 demo: $(VENV)/.test
 	$(BIN)/python scripts/demo.py
+
+lock: $(VENV)/.test  ## recompile locks/ from the ranges (keeps pins the ranges still allow; --upgrade for newest)
+	$(BIN)/python scripts/lock.py $(LOCK_ARGS)
+
+deps-latest: $(VENV)/.test  ## newest versions the ranges allow, in a scratch venv: what moved, what fails
+	$(BIN)/python scripts/deps_latest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts
