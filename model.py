@@ -111,6 +111,10 @@ class YOLOBackend:
         version starts loading in the background here, so the next task opens at full speed.
         """
         specs = label_config.parse(label_config_xml)
+        for spec in specs:  # a control no checkpoint can serve (<Choices choice="multiple">): say what to use
+            reason = kinds.refusal(spec)
+            if reason:
+                raise LabelConfigError(reason)
         pid = project_id(project)
         controls = self._remember(pid, specs)
         version = self.store.version(pid, controls)

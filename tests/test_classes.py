@@ -115,25 +115,87 @@ def test_truth_is_the_whole_image_and_every_prediction_overlaps_it() -> None:
 
 
 # -- training dataset ------------------------------------------------------------------------------
-def test_build_dataset_writes_class_folders_an_image_in_each_of_its_choices(tmp_path: Path) -> None:
+def test_build_dataset_writes_one_class_folder_per_image(tmp_path: Path) -> None:
     from yolo_backend.training.dataset import build_dataset
 
     doc_root = tmp_path / "docs"
     tasks = write_project(doc_root, 12)
-    tasks[0]["annotations"][0]["result"] = [choices_result(["circle", "triangle"])]  # a multiple choice
     settings = Settings.from_env({}, model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root))
-    dataset = build_dataset(tmp_path / "ds", tasks, choices_config(multiple=True), settings)
+    dataset = build_dataset(tmp_path / "ds", tasks, choices_config(), settings)
     assert dataset.task == "classify" and dataset.data_yaml == tmp_path / "ds" and dataset.labels == list(NAMES)
     assert {p.name for p in (tmp_path / "ds" / "train").iterdir()} == set(NAMES)  # every class folder, even empty
     chosen = {task["id"]: task["annotations"][0]["result"][0]["value"]["choices"] for task in tasks}
     for part, examples in (("train", dataset.train), ("val", dataset.val)):
         for example in examples:
-            found = sorted(p.parent.name for p in (tmp_path / "ds" / part).glob(f"*/task-{example.task_id}.jpg"))
-            assert found == sorted(chosen[example.task_id]), example
+            found = [p.parent.name for p in (tmp_path / "ds" / part).glob(f"*/task-{example.task_id}.jpg")]
+            assert found == chosen[example.task_id], example
     assert dataset.holdout and all(not list((tmp_path / "ds").glob(f"*/*/task-{e.task_id}.jpg"))
                                    for e in dataset.holdout)
-    multi = next(e for e in dataset.train + dataset.val + dataset.holdout if e.task_id == 1)
-    assert multi.lines == ("0", "2")
+
+
+# -- choice="multiple": a softmax picks one class, so it is refused ---------------------------------
+MULTIPLE_FIRST = ('<View><Image name="image" value="$image"/>'
+                  '<Choices name="tags" toName="image" choice="multiple">'
+                  + "".join(f'<Choice value="{n}"/>' for n in NAMES) + "</Choices>"
+                  + choices_config().split('value="$image"/>', 1)[1])  # then the single-choice control "class"
+
+
+def test_setup_refuses_multiple_choice_saying_why_and_what_to_use(tmp_path: Path) -> None:
+    from model import YOLOBackend
+    from tests.support.standin import standin_store
+    from yolo_backend.http_api import create_app
+
+    settings = Settings.from_env({}, model_root=str(tmp_path / "models"), model_dir=str(tmp_path / "state"))
+    store, _ = standin_store(settings)
+    backend = YOLOBackend(settings, store=store)
+    try:
+        client = create_app(backend).test_client()
+        answer = client.post("/setup", json={"project": "4.1", "schema": choices_config(multiple=True)})
+        assert answer.status_code == 400, answer.json
+        text = answer.json["message"]
+        assert 'choice="multiple"' in text and "softmax" in text and 'choice="single"' in text, text
+        assert 'model_skip="true"' in text
+        skipped = choices_config(multiple=True, extra='model_skip="true"').replace(
+            "</View>", '<Choices name="class2" toName="image"><Choice value="circle"/></Choices></View>')
+        assert client.post("/setup", json={"project": "4.1", "schema": skipped}).status_code == 200
+        assert client.post("/setup", json={"project": "4.1", "schema": choices_config()}).status_code == 200
+    finally:
+        backend.close()
+
+
+def test_training_passes_over_a_multiple_choice_control_and_writes_no_image_twice(tmp_path: Path) -> None:
+    from yolo_backend.errors import LabelConfigError
+    from yolo_backend.training.dataset import build_dataset, passed_over
+
+    doc_root = tmp_path / "docs"
+    tasks = write_project(doc_root, 12)
+    for task in tasks:  # the multi-label control holds two tags per image, the single one its class
+        task["annotations"][0]["result"].append(choices_result(["circle", "triangle"], from_name="tags"))
+    settings = Settings.from_env({}, model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root))
+    assert list(passed_over(MULTIPLE_FIRST)) == ["tags"]
+    dataset = build_dataset(tmp_path / "ds", tasks, MULTIPLE_FIRST, settings)
+    images = [p.name for p in (tmp_path / "ds").glob("*/*/task-*.jpg")]
+    assert images and len(images) == len(set(images)), "an image sits in two class folders"
+    chosen = {task["id"]: task["annotations"][0]["result"][0]["value"]["choices"] for task in tasks}
+    assert all(e.lines == (str(NAMES.index(chosen[e.task_id][0])),) for e in dataset.train + dataset.val)
+    with pytest.raises(LabelConfigError, match='choice="single"'):
+        build_dataset(tmp_path / "ds2", tasks, choices_config(multiple=True), settings)
+    assert not (tmp_path / "ds2").exists() or not list((tmp_path / "ds2").rglob("*.jpg"))
+
+
+def test_a_run_on_a_multiple_choice_control_alone_is_not_started_with_the_reason(tmp_path: Path) -> None:
+    from tests.support.shapes_project import export_file
+    from yolo_backend.training import ProjectTrainer
+
+    doc_root = tmp_path / "docs"
+    tasks = write_project(doc_root, 12)
+    settings = Settings.from_env({}, model_root=str(tmp_path / "models"), model_dir=str(tmp_path / "state"),
+                                 local_files_document_root=str(doc_root), device="cpu", train_min_images=10)
+    trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks,
+                                                          choices_config(multiple=True)))
+    _, run, _ = train_once(trainer, "6")
+    assert run["state"] == "not_started" and 'choice="single"' in run["reason"], run
+    assert list(run["metrics"]["passed_over"]) == ["class"]
 
 
 # -- predict parity with a real classify checkpoint -------------------------------------------------

@@ -34,6 +34,9 @@ otherwise default to the per-region functions above (``HOOKS``):
 - ``train_classes(spec)``: the class names of its datasets; ``dataset_fields(spec)``: extra
   ``data.yaml`` keys (pose: ``kpt_shape``, ``flip_idx``).
 
+Any kind may define ``refusal(spec)``: why a control of it can be neither served nor trained
+(classes: ``choice="multiple"``); ``/setup`` answers it as a 400 and training passes it over.
+
 Two kinds may share a control and result type (boxes and oriented boxes share
 ``RectangleLabels``): the first in ``KINDS`` is the default, and the serving checkpoint's
 task (``detect``/``obb``) picks the other.
@@ -119,6 +122,13 @@ def _find(attribute: str, name: str, task: str | None, what: str, known: str) ->
         raise UnknownKind(f"no kind handles {what} (known: {known}): use one of those, or add a module "
                           "under yolo_backend/kinds/ and a line to KINDS")
     return next((kind for kind in matching if task in kind.TASKS), matching[0])
+
+
+def refusal(spec: ControlSpec) -> str | None:
+    """Why no checkpoint can serve or train ``spec`` (its kind's ``refusal`` hook; None: nothing against it)."""
+    kind = next((k for k in (*KINDS, *MEDIA_KINDS) if spec.kind == k.RESULT_TYPE), None)
+    hook = getattr(kind, "refusal", None)
+    return hook(spec) if hook is not None else None
 
 
 class KindMismatch(ValueError):

@@ -9,10 +9,16 @@ per class (probability >= 1e-3), best first. Serving picks from them (``results`
 - single choice: the model's best class, when it maps to a choice (``predicted_values``,
   exact, case-folded: ``label_config.map_classes``) and passes its threshold. A lower class
   is never put in its place: it would be a pre-label the model itself ranks second;
-- ``choice="multiple"``: every mapped class that passes its threshold.
+- ``choice="multiple"``: every mapped class that passes its threshold (``yolo-ls`` and
+  ``/predict`` only: ``/setup`` refuses it and training passes the control over, see ``refusal``).
 
 Either way one region holds the chosen labels (best first) with the best one's score, and
 nothing is given when no class passes.
+
+No multi-label path: Ultralytics' classify head is a softmax trained with cross-entropy on
+one folder per image (``ClassificationDataset`` is torchvision's ``ImageFolder``), so the
+probabilities add up to 1, at most one class ever passes 0.5, and an image filed under two
+classes teaches each as the wrong answer for the other.
 
 YOLO side: an Ultralytics classify dataset has no label files, an image's class is its
 folder (``<split>/<class>/<image>``). Inside this backend a class is a label row holding only
@@ -52,6 +58,17 @@ Box = tuple[float, float, float, float]
 def is_multiple(options: Sequence[tuple[str, str]]) -> bool:
     """Whether a control's options (``ControlSpec.options``/``Target.options``) allow several choices."""
     return dict(options).get("choice", "single") in MULTIPLE
+
+
+def refusal(spec: ControlSpec) -> str | None:
+    """Why a classify checkpoint cannot serve or train ``spec`` (None: it can): ``choice="multiple"``."""
+    if not is_multiple(spec.options):
+        return None
+    return (f'<Choices name="{spec.from_name}" choice="multiple"> cannot be pre-labeled or trained from an Ultralytics '
+            "classify checkpoint: its softmax gives one class per image (the probabilities add up to 1, so at most "
+            "one passes 0.5), and an image filed under two classes trains each as wrong for the other. Use "
+            'choice="single" (one class per image), one <Choices> per yes/no question (each its own model_path), or '
+            'model_skip="true" to leave this control to annotators.')
 
 
 # -- model output -> Label Studio ------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from .. import kinds, label_config
 from ..config import Settings
-from ..errors import BackendError
+from ..errors import BackendError, LabelConfigError
 from ..media import MediaFetcher, open_image
 from .collect import chosen_annotation
 from .retention import TRAINING_IMAGES, training_images
@@ -79,8 +79,21 @@ class Dataset:
 
 
 def training_control(config_xml: str) -> label_config.ControlSpec:
-    """The control whose labels become the classes: the first of a registered kind (an Image's, or a Video's)."""
-    return label_config.parse(config_xml)[0]
+    """The control whose labels become the classes: the first of a registered kind (an Image's, or a Video's).
+
+    A control no checkpoint can learn (``kinds.refusal``: ``<Choices choice="multiple">``, whose images
+    would sit in two class folders at once) is passed over; LabelConfigError with the reason when none is left.
+    """
+    specs = label_config.parse(config_xml)
+    usable = [spec for spec in specs if kinds.refusal(spec) is None]
+    if not usable:
+        raise LabelConfigError("; ".join(str(kinds.refusal(spec)) for spec in specs))
+    return usable[0]
+
+
+def passed_over(config_xml: str) -> dict[str, str]:
+    """Controls ``training_control`` passes over, each with the reason (recorded in a run's metrics)."""
+    return {spec.from_name: reason for spec in label_config.parse(config_xml) if (reason := kinds.refusal(spec))}
 
 
 def file_digest(source: Path) -> str:

@@ -16,10 +16,11 @@ from pathlib import Path
 from .. import kinds
 from ..checkpoints import safe_model_path
 from ..config import Settings
+from ..errors import LabelConfigError
 from ..model_store import UNTRAINED, checkpoint_version
 from . import quantize, scoring, state
 from .collect import LABEL_STUDIO, load_project
-from .dataset import Dataset, Example, build_dataset, training_control
+from .dataset import Dataset, Example, build_dataset, passed_over, training_control
 from .registry import Registry, ServedChanged, project_dir
 from .retention import prune
 from .state import RunRecord
@@ -59,7 +60,16 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
 
     # the kind the control trains: its own, or the one its served checkpoint's task picks (obb)
     registry = Registry(settings.model_dir_path, project)
-    spec = training_control(data.label_config)
+    skipped = passed_over(data.label_config)  # <Choices choice="multiple">: no checkpoint learns it
+    if skipped:
+        run.metrics["passed_over"] = skipped
+    try:
+        spec = training_control(data.label_config)
+    except LabelConfigError as exc:
+        if not skipped:
+            raise
+        state.not_started(run, str(exc))  # nothing else to train: said, not failed
+        return
     served = _served_now(settings, registry, spec.model_path)
     shared = sum(1 for k in kinds.KINDS if spec.kind == k.RESULT_TYPE) > 1  # boxes or oriented boxes: the checkpoint
     kind = kinds.for_result(spec.kind, spec.task or (served.task() if shared else None))
