@@ -84,7 +84,7 @@ def test_this_environment_is_the_test_lock() -> None:
 def test_the_label_studio_venv_path_changes_when_its_lock_changes(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LS_VENV", raising=False)
-    monkeypatch.setenv("LS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TEST_CACHE", str(tmp_path / "cache"))
     lock = tmp_path / "label-studio.txt"
     lock.write_text("label-studio==1.23.2 --hash=sha256:00\nsentry-sdk==2.76.0 --hash=sha256:11\n")
     before = ls_install.venv_path(lock)

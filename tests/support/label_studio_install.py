@@ -1,7 +1,7 @@
 """Label Studio in its own virtual environment, installed from its lock, and an empty migrated database.
 
 Its pins clash with the backend's, so it never goes into our venv. The venv and its migrated
-database live under ``$LS_CACHE`` (default ``~/.cache/ls-yolo``) in a folder named by a hash of
+database live under ``$TEST_CACHE`` (default ``~/.cache/ls-yolo``) in a folder named by a hash of
 ``locks/label-studio.txt``: a changed lock builds a new venv, so an old install can never stand in
 for one the lock no longer gives (a venv installed weeks ago once hid a missing pin).
 ``$LS_VENV`` names a venv to use instead; it is still checked against the lock's hash and
@@ -20,9 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.support.model_cache import cache_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "locks" / "label-studio.txt"
-DEFAULT_CACHE = Path.home() / ".cache" / "ls-yolo"
 STAMP = ".lock-sha256"  # inside the venv: the hash of the lock it was installed from, written last
 INSTALL_TIMEOUT_S = 900.0
 
@@ -45,11 +46,10 @@ def locked_version(lock: Path = LOCK) -> str:
 
 
 def venv_path(lock: Path = LOCK) -> Path:
-    """``$LS_VENV``, else ``$LS_CACHE/label-studio-<lock hash>/venv``."""
+    """``$LS_VENV``, else ``$TEST_CACHE/label-studio-<lock hash>/venv``."""
     if os.environ.get("LS_VENV"):
         return Path(os.environ["LS_VENV"]).expanduser()
-    cache = Path(os.environ.get("LS_CACHE", str(DEFAULT_CACHE))).expanduser()
-    return cache / f"label-studio-{lock_digest(lock)}" / "venv"
+    return cache_dir() / f"label-studio-{lock_digest(lock)}" / "venv"
 
 
 def ensure_installed(venv: Path | None = None, lock: Path = LOCK) -> Path:

@@ -2,7 +2,7 @@
 
 ``cached_model("pose-shapes", RECIPE, "tests.support.tiny_pose:train")`` returns the path
 of a checkpoint trained by that function from that recipe. The file lives under
-``~/.cache/ls-yolo`` with a key derived from the recipe (a changed recipe trains a new
+``~/.cache/ls-yolo`` (``$TEST_CACHE``) with a key derived from the recipe (a changed recipe trains a new
 file); a file lock keeps two processes from training it twice; training runs in a child
 process, so Ultralytics' changes to torch threads, seeds and callbacks never leak into the
 test process. The builder is ``def train(recipe: dict, work: Path) -> Path`` (the best
@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 DEFAULT_CACHE = Path.home() / ".cache" / "ls-yolo"
+
+
+def cache_dir() -> Path:
+    """Where the tests keep what they build once per machine: ``$TEST_CACHE``, default ``~/.cache/ls-yolo``."""
+    return Path(os.environ.get("TEST_CACHE") or DEFAULT_CACHE).expanduser()
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,7 +38,7 @@ def recipe_key(recipe: dict, builder: str) -> str:
 
 def cached_model(name: str, recipe: dict, builder: str, cache_root: Path | None = None) -> Path:
     """The checkpoint ``builder`` trains from ``recipe``; trained on first use (in a child process)."""
-    root = Path(cache_root) if cache_root is not None else DEFAULT_CACHE
+    root = Path(cache_root) if cache_root is not None else cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{name}-{recipe_key(recipe, builder)}.pt"
     if target.is_file():

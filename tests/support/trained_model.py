@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tests.support.model_cache import cache_dir
+
 # The recipe; any change gives a new cache key. Measured on 2 shared CPU cores (holdout mAP50):
 # 192 px, batch 16, 10 epochs: 0.62 in 4.5 min; 256 px, batch 16, 9 epochs: 0.54 in 8 min;
 # 192 px, batch 8, 15 epochs, 1 warm-up epoch: 0.66 in 10 min (4.3 min of CPU);
@@ -40,7 +42,6 @@ RECIPE = {
     "warmup_epochs": 1,
     "train_seed": 0,
 }
-DEFAULT_CACHE = Path.home() / ".cache" / "ls-yolo"
 
 
 def recipe_key(recipe: dict | None = None) -> str:
@@ -51,7 +52,7 @@ def recipe_key(recipe: dict | None = None) -> str:
 
 def trained_shapes_model(cache_root: Path | None = None) -> Path:
     """Path to a checkpoint detecting ``square`` (class 0) and ``circle`` (class 1); trains on first use."""
-    root = Path(cache_root) if cache_root is not None else DEFAULT_CACHE
+    root = Path(cache_root) if cache_root is not None else cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"trained-shapes-{recipe_key()}.pt"
     if target.is_file():
