@@ -15,9 +15,11 @@ our kind           cleanlab score (per box)              flagged when
                                                          covers the box (swap score <= ``swap_max``),
                                                          surer than any of the annotated class there
 ``loose``          badloc (per annotated box)            the best same-class prediction over it fits
-                                                         it badly (badloc score <= ``loose_max``)
+                                                         it badly (badloc score <= ``loose_max``), lies
+                                                         inside it (``loose_cover``), and the box is
+                                                         ``loose_area`` times its area or more
 ``spurious``       (none: ObjectLab reads a box with no  nothing overlaps the box by ``spurious_iou``
-                   prediction near it as fine)           with ``present`` confidence, of any class
+                   prediction near it as fine)           with ``nothing`` confidence, of any class
 =================  ====================================  ==============================================
 
 ObjectLab's similarity of two boxes is ``0.9 IoU + 0.1 exp(-0.1 centre distance)``. Its
@@ -25,9 +27,23 @@ default "confident" is 0.95, tuned for detectors whose scores are calibrated
 probabilities; a YOLO model's scores for clear objects sit at 0.6-0.9, so ``confident`` is
 lower here (measured in ``scripts/bench_review.py``).
 
+Why a loose box is judged by area and not by similarity: a detector's box edges wander by a
+pixel or two at its input whatever the object's size, and on objects of 12-20 px (or the thin
+side of a bar) that alone is IoU 0.5-0.7, as low as a box grown 1.5x on a large object; and
+a small object the model does not see leaves its "best fit" on a neighbour. A box grown
+about the object still holds the model's box whole and is 2-4 times its area, while a correct
+box is near 1x whatever its size or aspect: the area ratio separates them (forgiving a pixel
+or two per edge first, tried for the tiniest objects, only lost grown boxes). Likewise a
+small object the model is unsure of still draws a prediction of 0.03-0.2 over it, where a
+box on bare background draws none: ``nothing`` is far below ``present``, and counts the
+predictions under ``min_score`` too. Both were tuned on seeds of ``scripts/bench_review.py``
+that docs/review.md does not report.
+
 A task's quality is ObjectLab's image score (a weighted geometric mean of each kind's
 pooled box scores, pooled by cleanlab's softmin), with ``spurious`` as a fourth, equal term:
-0..1, lower is more likely mislabeled.
+0..1, lower is more likely mislabeled. Tasks are ordered by ``Verdict.rank`` instead: the
+surest flag's own evidence, scaled by its kind's threshold, so one clear error is not
+buried under a task whose four pooled kinds are each a little low.
 """
 
 from __future__ import annotations
@@ -54,6 +70,9 @@ class Rules:
     present: float = 0.2  # cleanlab's low_probability_threshold: below it a prediction locates nothing
     swap_max: float = 0.5  # swap score = 1 - similarity to the other-class prediction: <= 0.5 is IoU >~ 0.5
     loose_max: float = 0.75  # badloc score = similarity to the best same-class fit: tight boxes score 0.85+
+    loose_area: float = 1.7  # the box's area over the model's: grown 1.5x is 2.25; a correct one about 1
+    loose_cover: float = 0.9  # share of the model's box inside the annotated one: a grown box holds it whole
+    nothing: float = 0.03  # a box no prediction this sure overlaps is on nothing (a faint object draws 0.03-0.2)
     spurious_iou: float = 0.1  # a prediction overlapping a box this much is "something there"
     min_score: float = 0.05  # predictions below are dropped before scoring: noise, and slow (O(boxes^2))
 
@@ -69,6 +88,7 @@ class Flag:
     model_label: int | None = None  # the class the model sees there (``wrong_class``, ``missed``)
     confidence: float = 0.0  # the model's confidence in the box that gives the evidence
     region: int | None = None  # index of the annotated box; None for ``missed``
+    rank: float = 0.0  # the evidence over its kind's threshold, 0..1: lower is surer, comparable across kinds
 
 
 @dataclass(frozen=True)
@@ -78,6 +98,11 @@ class Verdict:
     quality: float
     flags: tuple[Flag, ...]
     parts: tuple[tuple[str, float], ...] = ()  # (kind, cleanlab-pooled box score) for ``quality``
+
+    @property
+    def rank(self) -> float:
+        """The review's order, lower first: the surest flag's rank (0..1); unflagged, 1 + quality."""
+        return min((f.rank for f in self.flags), default=1.0 + self.quality)
 
     def without(self, kind: str) -> Verdict:
         """The verdict with ``kind`` ignored: no flags of it, the quality from the other kinds."""
@@ -120,8 +145,8 @@ def review(images: Sequence[Image], classes: int, rules: Rules = Rules()) -> lis
                                             low_probability_threshold=rules.present)
     swap = rank.compute_swap_box_scores(labels=labels, predictions=predictions,
                                         high_probability_threshold=rules.confident)
-    spurious = [evidence(label["bboxes"], prediction, rules.spurious_iou)
-                for label, prediction in zip(labels, predictions)]
+    _, faint = cleanlab_inputs(images, classes, 0.0)  # below min_score too: a faint object is still something
+    spurious = [evidence(label["bboxes"], prediction, rules.spurious_iou) for label, prediction in zip(labels, faint)]
     pooled = {kind: rank.pool_box_scores_per_image([np.asarray(s, float) for s in scores])
               for kind, scores in zip(("missed", "wrong_class", "loose", "spurious"),
                                       (overlooked, swap, badloc, spurious))}
@@ -129,7 +154,8 @@ def review(images: Sequence[Image], classes: int, rules: Rules = Rules()) -> lis
     for i, (label, prediction) in enumerate(zip(labels, predictions)):
         parts = {kind: float(pooled[kind][i]) for kind in KINDS}
         flags = (missed_flags(overlooked[i], prediction, rules) + spurious_flags(spurious[i], label, rules)
-                 + swap_flags(swap[i], label, prediction, rules) + loose_flags(badloc[i], label, prediction, rules))
+                 + swap_flags(swap[i], label, prediction, rules)
+                 + loose_flags(badloc[i], label, prediction, rules))
         out.append(Verdict(quality(parts), tuple(flags), tuple(parts.items())))
     return out
 
@@ -152,14 +178,16 @@ def _predicted(prediction: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def missed_flags(scores: np.ndarray, prediction: list[np.ndarray], rules: Rules) -> list[Flag]:
     """A confident prediction that overlaps no annotated box (cleanlab scores it; NaN: not a candidate)."""
     rows, classes = _predicted(prediction)
-    return [Flag("missed", float(score), _box(rows[m]), int(classes[m]), int(classes[m]), float(rows[m, 4]))
+    return [Flag("missed", float(score), _box(rows[m]), int(classes[m]), int(classes[m]), float(rows[m, 4]),
+                 rank=_share(1.0 - rows[m, 4], 1.0 - rules.confident))
             for m, score in enumerate(scores) if not np.isnan(score)]
 
 
 def spurious_flags(scores: np.ndarray, label: dict[str, np.ndarray], rules: Rules) -> list[Flag]:
     """An annotated box no prediction of any class believes in."""
-    return [Flag("spurious", float(score), _box(label["bboxes"][j]), int(label["labels"][j]), None, float(score), j)
-            for j, score in enumerate(scores) if score < rules.present]
+    return [Flag("spurious", float(score), _box(label["bboxes"][j]), int(label["labels"][j]), None, float(score), j,
+                 _share(score, rules.nothing))
+            for j, score in enumerate(scores) if score < rules.nothing]
 
 
 def swap_flags(scores: np.ndarray, label: dict[str, np.ndarray], prediction: list[np.ndarray],
@@ -179,13 +207,14 @@ def swap_flags(scores: np.ndarray, label: dict[str, np.ndarray], prediction: lis
         if same.any() and rows[same, 4].max() >= rows[best, 4]:
             continue  # class-aware NMS keeps both classes on one object: the model prefers the annotated one
         flags.append(Flag("wrong_class", float(score), _box(label["bboxes"][j]), int(label["labels"][j]),
-                          int(classes[best]), float(rows[best, 4]), j))
+                          int(classes[best]), float(rows[best, 4]), j, _share(score, rules.swap_max)))
     return flags
 
 
 def loose_flags(scores: np.ndarray, label: dict[str, np.ndarray], prediction: list[np.ndarray],
                 rules: Rules) -> list[Flag]:
-    """An annotated box whose best-fitting same-class prediction fits it badly (badloc 1.0: no candidate)."""
+    """An annotated box whose best-fitting same-class prediction fits it badly (badloc 1.0: no candidate),
+    lies inside it, and is ``loose_area`` times smaller: a box grown about its object, whatever its size."""
     rows, classes = _predicted(prediction)
     flags = []
     for j, score in enumerate(scores):
@@ -194,9 +223,24 @@ def loose_flags(scores: np.ndarray, label: dict[str, np.ndarray], prediction: li
         same = (classes == label["labels"][j]) & (rows[:, 4] > rules.present)
         ious = box_iou(label["bboxes"][j:j + 1], rows[:, :4])[0]
         best = int(np.argmax(np.where(same, ious, -1.0)))
+        grown, cover = growth(label["bboxes"][j], rows[best, :4])
+        if not same.any() or grown < rules.loose_area or cover < rules.loose_cover:
+            continue
         flags.append(Flag("loose", float(score), _box(label["bboxes"][j]), int(label["labels"][j]),
-                          int(classes[best]), float(rows[best, 4]), j))
+                          int(classes[best]), float(rows[best, 4]), j, _share(rules.loose_area, grown)))
     return flags
+
+
+def growth(box: np.ndarray, fit: np.ndarray) -> tuple[float, float]:
+    """(area of ``box`` over ``fit``'s, share of ``fit``'s area inside ``box``): a grown box is (2-4, 1)."""
+    area = float(np.prod(np.clip(fit[2:4] - fit[:2], 1e-9, None)))
+    inside = float(np.prod(np.clip(np.minimum(box[2:4], fit[2:4]) - np.maximum(box[:2], fit[:2]), 0, None)))
+    return float(np.prod(np.clip(box[2:4] - box[:2], 0, None))) / area, inside / area
+
+
+def _share(evidence: float, threshold: float) -> float:
+    """A flag's evidence as a share of its kind's threshold, 0..1: what ranks flags of different kinds."""
+    return float(min(max(evidence / max(threshold, 1e-9), 0.0), 1.0))
 
 
 def _box(row: np.ndarray) -> tuple[float, float, float, float]:

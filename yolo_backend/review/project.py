@@ -47,8 +47,8 @@ class Review:
     warnings: list[str] = field(default_factory=list)  # folds whose flags of a kind were left out
 
     def flagged(self) -> list[tuple[Any, flags.Verdict]]:
-        """Tasks with at least one flag, worst quality first."""
-        return sorted(((t, v) for t, v in self.verdicts.items() if v.flags), key=lambda item: item[1].quality)
+        """Tasks with at least one flag, surest flag first (``Verdict.rank``: each kind by its own evidence)."""
+        return sorted(((t, v) for t, v in self.verdicts.items() if v.flags), key=lambda item: item[1].rank)
 
 
 def supported_control(config_xml: str) -> ControlSpec:
@@ -112,9 +112,9 @@ def review_version(examples: list[Any], plan: Plan) -> str:
 
 
 def prediction(task_id: Any, verdict: flags.Verdict, review: Review) -> dict[str, Any]:
-    """A Label Studio prediction holding only the disputed regions; its score is the task's quality."""
+    """A Label Studio prediction holding only the disputed regions; its score is the task's rank (lower first)."""
     width, height = review.sizes[task_id]
-    return {"task": task_id, "model_version": review.version, "score": verdict.quality,
+    return {"task": task_id, "model_version": review.version, "score": round(verdict.rank, 6),
             "result": [region(flag, index, width, height, review) for index, flag in enumerate(verdict.flags)]}
 
 
@@ -163,8 +163,8 @@ class Outcome:
                  f"(already stored), {len(review.left_out)} left out",
                  "  flags: " + ", ".join(f"{counts[k]} {flags.DESCRIPTION[k]}" for k in flags.KINDS)]
         if flagged:
-            lines.append(f"  worst {min(top, len(flagged))} (task: quality, flags): " + "; ".join(
-                f"{t}: {v.quality:.3f} {'+'.join(sorted({f.kind for f in v.flags}))}" for t, v in flagged[:top]))
+            lines.append(f"  surest {min(top, len(flagged))} (task: rank, flags): " + "; ".join(
+                f"{t}: {v.rank:.3f} {'+'.join(sorted({f.kind for f in v.flags}))}" for t, v in flagged[:top]))
         lines += [f"  warning: {warning}" for warning in review.warnings]
         if self.replaced is not None and self.replaced != self.version:
             lines.append(f"  the project's selected model version is now {self.version} (was {self.replaced!r}; "
