@@ -113,14 +113,15 @@ SETTINGS: tuple[Var, ...] = (
         "a small project's holdout plateaus for a while, and 10 stopped its runs half-trained."),
     Var("TRAIN_MIN_IMAGES", "10", int, "Labeled images a project needs before a run starts (else: not started)."),
     Var("TRAIN_HOLDOUT", "0.2", float,
-        "Fraction of tasks (chosen by task id, stable) kept out of training to score models."),
+        "Fraction of tasks (chosen by a hash of their image bytes, stable; a picture in two tasks stays on one "
+        "side) kept out of training to score models."),
     Var("TRAIN_THREADS", "0", int, "CPU threads a run may use; 0 = all cores but one, left to the web workers."),
     Var("TRAIN_MIN_HOLDOUT", "5", int,
-        "Holdout floor: with fewer held-out images, more are held out (stable by task id); runs need this many "
+        "Holdout floor: with fewer held-out images, more are held out (stable by image content); runs need this many "
         "plus training images."),
     Var("PROMOTE_MIN_GAIN", "0.02", float,
-        "F1 of the pre-labels (holdout, serving thresholds) a candidate must gain over the served model to be "
-        "promoted; ties keep the served model."),
+        "F1 of the pre-labels (holdout, both models cross-fitted) a candidate must surely gain over the served "
+        "model: the lower bound of the gain's 90% bootstrap interval must reach it; 0: ties promote."),
     Var("CLASS_THRESHOLDS", "true", bool,
         "Per-class score thresholds chosen on each version's holdout (max F1), used where a control sets no "
         "model_score_threshold; false = MODEL_SCORE_THRESHOLD for every class."),

@@ -242,16 +242,28 @@ def _versions(p: dict[str, Any]) -> str:
                                                                                      else "")
         rows.append(f"<tr><td>{_e(v['version'])}</td><td>{mark}</td><td>{_when(v.get('created'))}</td>"
                     f"<td>{s['f1']}</td><td>{s['quality']} <span class='muted'>{s['metric']}</span></td>"
-                    f"<td>{s['map50']}</td><td>{s['images']}</td><td>{_engine(v.get('metrics'))}</td>"
+                    f"<td>{s['map50']}</td><td>{s['images']}</td><td>{_gain(v.get('metrics'))}</td>"
+                    f"<td>{_engine(v.get('metrics'))}</td>"
                     f"<td>{_e(v.get('decision', ''))}</td></tr>")
     chart = line_chart("holdout score per version", [
         ("F1", [(v["number"], _float(_scores(v.get("metrics"))["f1"])) for v in versions]),
         ("mAP50-95 / top-1", [(v["number"], _float(_scores(v.get("metrics"))["quality"])) for v in versions])],
         top=1.0, x_name="version")
     return ("<h3>Versions</h3><table class='versions'><tr><th>version</th><th></th><th>created</th><th>F1</th>"
-            "<th>score</th><th>mAP50</th><th>holdout images</th><th>engine</th><th>why promoted</th></tr>"
+            "<th>score</th><th>mAP50</th><th>holdout images</th><th>F1 gain (interval)</th><th>engine</th>"
+            "<th>why promoted</th></tr>"
             + "".join(rows)
             + f"</table><div class='charts'>{chart}</div>")
+
+
+def _gain(metrics: Any) -> str:
+    """The F1 gain over the model it replaced and its bootstrap interval (``scoring.Gain``): how sure the step was."""
+    gain = metrics.get("gain") if isinstance(metrics, dict) else None
+    if not isinstance(gain, dict) or not all(isinstance(gain.get(k), (int, float)) for k in ("f1", "low", "high")):
+        return "-"
+    level = gain.get("level")
+    return (f"{gain['f1']:+.3f} <span class='muted'>[{gain['low']:+.3f}, {gain['high']:+.3f}]"
+            + (f" {level:.0%}" if isinstance(level, (int, float)) else "") + "</span>")
 
 
 def _engine(metrics: Any) -> str:
@@ -270,9 +282,10 @@ def _runs(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return ""
     rows = "".join(f"<tr><td>{_e(r['run_id'])}</td><td>{_e(r['state'])}</td><td>{_when(r.get('finished_at'))}</td>"
-                   f"<td>{_e(r.get('version') or '')}</td><td>{_e(r.get('reason', ''))}</td></tr>" for r in runs)
+                   f"<td>{_e(r.get('version') or '')}</td><td>{_gain(r.get('metrics'))}</td>"
+                   f"<td>{_e(r.get('reason', ''))}</td></tr>" for r in runs)
     return ("<h3>Last runs and why they ended so</h3><table class='runs'><tr><th>run</th><th>outcome</th>"
-            "<th>finished</th><th>version</th><th>why</th></tr>" + rows + "</table>")
+            "<th>finished</th><th>version</th><th>F1 gain (interval)</th><th>why</th></tr>" + rows + "</table>")
 
 
 def _plots(project: str, served: dict[str, Any] | None, names: list[str]) -> str:

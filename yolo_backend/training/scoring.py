@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..overlap import box_iou
+from . import confidence
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # mAP50-95, as COCO and Ultralytics
 MATCH_IOU = 0.5  # a pre-label is useful when it overlaps an object of its class this much
@@ -77,6 +78,7 @@ class Scores:
     thresholds: str  # how f1's thresholds were chosen: "control", "default", "per-class (...)"
     top1: float = 0.0  # share of images whose best-scored prediction is an annotated class (classes' metric)
     metric: str = "mAP50-95"  # the kind's holdout metric, which must not fall for a promotion
+    per_image: tuple[Counts, ...] = field(default=(), repr=False, compare=False)  # f1's counts, image by image
 
     @property
     def quality(self) -> float:
@@ -84,7 +86,7 @@ class Scores:
         return self.top1 if self.metric == "top-1" else self.map50_95
 
     def to_json(self) -> dict[str, object]:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items() if k != "per_image"}
 
 
 def match(image: Image, iou_min: float = MATCH_IOU) -> list[bool]:
@@ -151,13 +153,19 @@ class Counts:
 
 def counts(images: Sequence[Image], thresholds: Sequence[float]) -> Counts:
     """TP/FP/FN of the pre-labels an annotator sees: predictions at or above their label's threshold."""
-    tp = fp = objects = 0
+    return sum(per_image(images, thresholds), Counts(0, 0, 0))
+
+
+def per_image(images: Sequence[Image], thresholds: Sequence[float]) -> list[Counts]:
+    """``counts`` of each image on its own, in order (what the bootstrap in ``confidence`` resamples)."""
+    out = []
     for image in images:
+        tp = fp = 0
         for found, hit in zip(image.found, match(image)):
             if found.score >= thresholds[found.label]:
                 tp, fp = tp + hit, fp + (not hit)
-        objects += len(image.truth)
-    return Counts(tp, fp, objects - tp)
+        out.append(Counts(tp, fp, len(image.truth) - tp))
+    return out
 
 
 def best_thresholds(images: Sequence[Image], n_labels: int, default: float) -> dict[int, float]:
@@ -200,14 +208,19 @@ def best_thresholds(images: Sequence[Image], n_labels: int, default: float) -> d
 def cross_fitted(images: Sequence[Image], n_labels: int, default: float) -> Counts:
     """Counts of per-class thresholds judged on images they were not chosen on (two folds, swapped).
 
-    Choosing thresholds on the holdout and scoring them there would flatter the candidate.
+    Choosing thresholds on the holdout and scoring them there would flatter the model.
     """
-    folds = (images[0::2], images[1::2])
-    total = Counts(0, 0, 0)
-    for chosen_on, judged_on in (folds, folds[::-1]):
-        picked = best_thresholds(chosen_on, n_labels, default)
-        total = total + counts(judged_on, [picked.get(label, default) for label in range(n_labels)])
-    return total
+    return sum(cross_fitted_per_image(images, n_labels, default), Counts(0, 0, 0))
+
+
+def cross_fitted_per_image(images: Sequence[Image], n_labels: int, default: float) -> list[Counts]:
+    """``cross_fitted`` image by image, in order: even images at the odd ones' thresholds, and back."""
+    out: list[Counts] = [Counts(0, 0, 0)] * len(images)
+    for start in (0, 1):
+        picked = best_thresholds(images[1 - start::2], n_labels, default)
+        judged = per_image(images[start::2], [picked.get(label, default) for label in range(n_labels)])
+        out[start::2] = judged
+    return out
 
 
 def top1(images: Sequence[Image]) -> float:
@@ -224,41 +237,78 @@ def score(images: Sequence[Image], n_labels: int, default: float, served_thresho
     """All holdout scores of one model.
 
     The thresholds ``f1`` uses, in Label Studio's order of precedence: the control's
-    ``model_score_threshold``; else ``served_thresholds`` (a promoted version's own); else,
-    for a candidate with per-class thresholds on, thresholds chosen per class (cross-fitted);
-    else ``default`` for every label.
+    ``model_score_threshold``; else ``served_thresholds`` (given thresholds: the int8 gate
+    judges a version at its own); else, with per-class thresholds on, thresholds chosen per
+    class (cross-fitted); else ``default`` for every label. The promotion gate never passes
+    ``served_thresholds``: a served version's own were chosen on (most of) this holdout, so
+    it is cross-fitted like the candidate (``train._judge``).
     """
     map50_95, map50 = average_precision(images)
     flat = [default] * n_labels
-    at_default = counts(images, flat)
+    at_default = per_image(images, flat)
     if control_threshold is not None:
-        served, how = counts(images, [control_threshold] * n_labels), "control"
+        chosen, how = per_image(images, [control_threshold] * n_labels), "control"
     elif served_thresholds is not None:
-        served, how = counts(images, served_thresholds), "per-class (the version's own)"
+        chosen, how = per_image(images, served_thresholds), "per-class (the version's own)"
     elif choose_per_class:
-        served, how = cross_fitted(images, n_labels, default), "per-class (cross-fitted on the holdout)"
+        chosen, how = cross_fitted_per_image(images, n_labels, default), "per-class (cross-fitted on the holdout)"
     else:
-        served, how = at_default, "default"
+        chosen, how = at_default, "default"
+    total = sum(chosen, Counts(0, 0, 0))
     return Scores(images=len(images), objects=sum(len(i.truth) for i in images), map50_95=map50_95, map50=map50,
-                  precision=served.precision, recall=served.recall, f1=served.f1, f1_default=at_default.f1,
-                  thresholds=how, top1=top1(images), metric=metric)
+                  precision=total.precision, recall=total.recall, f1=total.f1,
+                  f1_default=sum(at_default, Counts(0, 0, 0)).f1, thresholds=how, top1=top1(images), metric=metric,
+                  per_image=tuple(chosen))
 
 
-def decide(candidate: Scores, served: Scores, min_gain: float) -> tuple[bool, str]:
-    """The promotion rule: better pre-labels by a margin, and the kind's metric no worse.
+@dataclass(frozen=True)
+class Gain:
+    """The candidate's F1 minus the served model's on one holdout, and how sure that is (``confidence``)."""
 
-    Promote only when the candidate's F1 at its serving thresholds beats the served model's
-    by at least ``min_gain`` and its metric (mAP50-95; top-1 for classes) is not lower. Ties
-    keep the served model.
+    f1: float
+    low: float  # the interval's bounds: the gain is above ``low`` in 95 of 100 resamples (LEVEL 0.90, two-sided)
+    high: float
+    level: float = confidence.LEVEL
+    resamples: int = confidence.RESAMPLES
+    images: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+    def text(self) -> str:
+        return f"gain {self.f1:+.3f}, {self.level:.0%} interval {self.low:+.3f} to {self.high:+.3f}"
+
+
+def gain(candidate: Scores, served: Scores) -> Gain:
+    """F1 gain with its paired bootstrap interval over the holdout images both were judged on.
+
+    Scores made by hand (no ``per_image``) get a zero-width interval at the point gain.
     """
-    gain = candidate.f1 - served.f1
-    facts = (f"F1 {candidate.f1:.3f} vs served {served.f1:.3f}, {candidate.metric} {candidate.quality:.3f} vs "
-             f"{served.quality:.3f} on {candidate.images} holdout images")
-    if gain < min_gain - 1e-9:
-        return False, f"pre-labels not better by PROMOTE_MIN_GAIN={min_gain:g}: {facts}"
+    point = candidate.f1 - served.f1
+    if not candidate.per_image and not served.per_image:
+        return Gain(point, point, point, images=candidate.images)
+    low, high = confidence.gain_interval([(c.tp, c.fp, c.fn) for c in candidate.per_image],
+                                         [(c.tp, c.fp, c.fn) for c in served.per_image])
+    return Gain(point, low, high, images=len(candidate.per_image))
+
+
+def decide(candidate: Scores, served: Scores, min_gain: float, judged: Gain | None = None) -> tuple[bool, str]:
+    """The promotion rule: surely better pre-labels by a margin, and the kind's metric no worse.
+
+    Promote only when the lower bound of the F1 gain's interval (``gain``; the candidate at
+    its serving thresholds against the served model judged the same way) is at least
+    ``min_gain``, and the metric (mAP50-95; top-1 for classes) is not lower. A tie (every
+    image counted alike) has the interval [0, 0]: it promotes only at PROMOTE_MIN_GAIN=0.
+    """
+    judged = judged or gain(candidate, served)
+    facts = (f"F1 {candidate.f1:.3f} vs served {served.f1:.3f} ({judged.text()}), {candidate.metric} "
+             f"{candidate.quality:.3f} vs {served.quality:.3f} on {candidate.images} holdout images")
+    if judged.low < min_gain - 1e-9:
+        how = "not surely" if judged.f1 >= min_gain - 1e-9 else "not"  # "not surely": too few images to tell
+        return False, f"pre-labels {how} better by PROMOTE_MIN_GAIN={min_gain:g}: {facts}"
     if candidate.quality < served.quality - 1e-9:
         return False, f"{'boxes' if candidate.metric == 'mAP50-95' else 'classes'} worse ({candidate.metric} fell): " \
                       f"{facts}"
-    if gain <= 1e-9:
+    if judged.low <= 1e-9:
         return True, f"as good, and PROMOTE_MIN_GAIN={min_gain:g} promotes ties: {facts}"
     return True, f"better pre-labels: {facts}"

@@ -108,19 +108,17 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     labels, default = dataset.labels, settings.model_score_threshold
     predict = fitting.predictor(dataset.media)  # a video's holdout frames: from the tracks serving draws on them
     found = predict(candidate, dataset.holdout, spec, settings, kind)
-    scores = scoring.score(found, len(labels), default, control_threshold=spec.threshold,
-                           choose_per_class=settings.class_thresholds, metric=kind.METRIC)
+    scores = judge(found, len(labels), settings, spec.threshold, kind.METRIC)
     baseline_found = (predict(served.path, dataset.holdout, spec, settings, kind) if served.path
                       else fitting.no_model(dataset.holdout, kind))
-    own = [served.thresholds.get(label, default) for label in labels] if served.thresholds and \
-        settings.class_thresholds else None
-    baseline = scoring.score(baseline_found, len(labels), default, served_thresholds=own,
-                             control_threshold=spec.threshold, metric=kind.METRIC)
+    baseline = judge(baseline_found, len(labels), settings, spec.threshold, kind.METRIC)
+    gain = scoring.gain(scores, baseline)  # how sure: a paired bootstrap over the holdout images
     run.metrics["candidate"] = scores.to_json()
     run.metrics["served"] = {**baseline.to_json(), "version": served.version}
+    run.metrics["gain"] = gain.to_json()
 
-    # decide: better pre-labels by PROMOTE_MIN_GAIN, boxes no worse; ties keep the served model
-    promote, why = scoring.decide(scores, baseline, settings.promote_min_gain)
+    # decide: the F1 gain's interval clears PROMOTE_MIN_GAIN, boxes no worse; ties keep the served model
+    promote, why = scoring.decide(scores, baseline, settings.promote_min_gain, gain)
     if not promote:
         state.reject(run, f"{why}; {served.version} stays")
         return
@@ -147,6 +145,22 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         state.reject(run, str(exc))
         return
     state.promote(run, version, why)
+
+
+def judge(found: list[scoring.Image], n_labels: int, settings: Settings, control_threshold: float | None,
+          metric: str) -> scoring.Scores:
+    """One model's holdout scores, by the one procedure the candidate and the served model share.
+
+    With CLASS_THRESHOLDS on, both are scored at per-class thresholds cross-fitted on this
+    holdout (chosen on one half, judged on the other), never the served version at its
+    stored thresholds: those were chosen on its own run's holdout, and the holdout is stable
+    (``dataset.split``), so they were fitted on most of the images now judging it, an edge
+    the candidate cannot have. Cross-fitting both asks the same question of each: how good
+    are its pre-labels at thresholds chosen on images other than the ones scored. The
+    control's ``model_score_threshold``, or MODEL_SCORE_THRESHOLD, applies to both alike.
+    """
+    return scoring.score(found, n_labels, settings.model_score_threshold, control_threshold=control_threshold,
+                         choose_per_class=settings.class_thresholds, metric=metric)
 
 
 def _too_small(dataset: Dataset, settings: Settings) -> str | None:

@@ -128,12 +128,14 @@ class ProjectTrainer:
 
     def history(self, project_id: str) -> dict[str, Any]:
         """For ``/versions?project=``: version names (newest last), which one serves, the scores, thresholds
-        and promotion decision of each, and the last runs' decisions (rejected ones included)."""
+        and promotion decision of each, and the last runs' decisions (rejected ones included), each with its
+        F1 gain and the gain's bootstrap interval (``gain``: how sure the decision was)."""
         data = Registry(self.model_dir, project_id).load()
         runs = StatusBook(self.model_dir, project_id).read().get("history") or []
         decisions = [{"run_id": r["run_id"], "state": r["state"], "reason": r["reason"], "version": r.get("version"),
                       "candidate": (r.get("metrics") or {}).get("candidate"),
-                      "served": (r.get("metrics") or {}).get("served")} for r in runs]
+                      "served": (r.get("metrics") or {}).get("served"),
+                      "gain": (r.get("metrics") or {}).get("gain")} for r in runs]
         return {"versions": [v["version"] for v in data["versions"]], "project": project_id,
                 "served": data["served"], "details": data["versions"], "runs": decisions}
 
