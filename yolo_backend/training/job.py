@@ -8,7 +8,8 @@ is how every other process knows a run is alive.
 TRAIN_TIMEOUT bounds each whole run (fetching images, writing the dataset, training,
 scoring, export), not only its epochs: a ``Watchdog`` thread ends the process when the
 deadline passes, so whatever the run was stuck in, the kernel drops its locks and the
-next trigger can queue a new run.
+next trigger can queue a new run. A deadline that comes after the run published its
+version records what happened (promoted, with a note) and still runs retention.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
+from typing import Any, NoReturn
 
 from ..config import Settings
 from ..logs import configure
@@ -31,7 +33,7 @@ from .durable import locked
 from .registry import Registry, project_dir
 from .state import RunRecord, RunState
 from .status import StatusBook
-from .train import run_once
+from .train import retain, run_once
 
 log = logging.getLogger("yolo_backend.training")
 
@@ -72,8 +74,9 @@ def run_job(project: str, run_id: str | None = None, source: str = LABEL_STUDIO,
             current = book.current()
             run = current if current and current.run_id == run_id and current.state == RunState.QUEUED \
                 else RunRecord(project)
-            with Watchdog(settings, project, run):
-                last = run_once(settings, project, run, source).state.value
+            used: set[Path] = set()  # the run's training images: retention keeps them, also after a late deadline
+            with Watchdog(settings, project, run, used):
+                last = run_once(settings, project, run, source, used).state.value
             if not coalescer.end():
                 return last
             log.info("project %s: triggers arrived during the run; starting the follow-up run", project)
@@ -98,13 +101,19 @@ class Watchdog:
     in the local child process and under ``rq worker`` alike. When the deadline passes:
 
     1. take the registry lock: a publish in progress completes first, never half-way;
-    2. unless the run has finished meanwhile, record it failed, naming the step it was in;
-    3. delete the run's work folder;
-    4. ``os._exit``: the kernel drops run.lock, so the web side sees no live run.
+    2. unless the run has finished meanwhile: if its version was published (the registry
+       names its run id), record it promoted, with a note that the deadline came after
+       publishing; else record it failed, naming the step it was in, and keep holding
+       the lock, so no publish can follow the record;
+    3. a published run: release the lock and run retention (``train.retain``, with the
+       run's ``used`` images), as the run would have;
+    4. delete the run's work folder;
+    5. ``os._exit``: the kernel drops run.lock, so the web side sees no live run.
     """
 
-    def __init__(self, settings: Settings, project: str, run: RunRecord) -> None:
+    def __init__(self, settings: Settings, project: str, run: RunRecord, used: set[Path] | None = None) -> None:
         self.settings, self.project, self.run = settings, project, run
+        self.used = used if used is not None else set()  # filled by ``run_once`` as the dataset is written
         self._recipe_thread = threading.get_ident()  # whose stack tells the step
         self._done = threading.Event()
         self._firing = threading.Lock()  # the run's end and the watchdog's exit exclude each other
@@ -119,8 +128,11 @@ class Watchdog:
             self._done.set()
 
     def _watch(self) -> None:
-        if self._done.wait(self.settings.train_timeout):
-            return
+        if not self._done.wait(self.settings.train_timeout):
+            self.expire()
+
+    def expire(self) -> None:
+        """The deadline's work, steps 1-5 (nothing when the run has ended): called by the watchdog's thread."""
         book = StatusBook(self.settings.model_dir_path, self.project)
         step = current_step(self._recipe_thread) or ((book.current() or self.run).progress or {}).get("phase")
         with self._firing:
@@ -130,29 +142,58 @@ class Watchdog:
 
     def _expire(self, step: str | None) -> None:
         model_dir = self.settings.model_dir_path
-        reason = f"the run took more than TRAIN_TIMEOUT={self.settings.train_timeout} s" + \
-                 (f" (stopped during {step})" if step else "")
-        with locked(Registry(model_dir, self.project)._lock):
-            if not record_timeout(StatusBook(model_dir, self.project), self.run, reason):
-                return  # it finished just now: nothing to stop
-            shutil.rmtree(project_dir(model_dir, self.project) / "runs" / self.run.run_id, ignore_errors=True)
-            log.error("project %s: run %s failed: %s; ending the training process", self.project,
-                      self.run.run_id, reason)
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(TIMED_OUT)  # no cleanup runs in the stuck thread; the kernel releases every lock
+        registry, book = Registry(model_dir, self.project), StatusBook(model_dir, self.project)
+        limit = f"TRAIN_TIMEOUT={self.settings.train_timeout} s"
+        with locked(registry._lock):
+            entry = published_by(registry, self.run.run_id)
+            if entry is None:
+                reason = f"the run took more than {limit}" + (f" (stopped during {step})" if step else "")
+                if record_timeout(book, self.run, reason) is None:
+                    return  # it finished just now: nothing to stop
+                self._end(f"failed: {reason}")  # still holding the lock: the run can publish nothing now
+            note = f"{entry.get('decision') or 'promoted'}; the {limit} deadline came after publishing " \
+                   f"{entry['version']}" + (f" (during {step})" if step else "")
+            record = record_timeout(book, self.run, note, entry)
+            if record is None:
+                return
+        retain(self.settings, self.project, record, self.used)  # outside the lock: retention takes it
+        book.save(record)  # with what retention removed
+        self._end(f"promoted as {entry['version']}, then stopped: {note}")
+
+    def _end(self, what: str) -> NoReturn:
+        """Steps 4 and 5: no cleanup runs in the stuck thread; the kernel releases every lock."""
+        shutil.rmtree(project_dir(self.settings.model_dir_path, self.project) / "runs" / self.run.run_id,
+                      ignore_errors=True)
+        log.error("project %s: run %s %s; ending the training process", self.project, self.run.run_id, what)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(TIMED_OUT)
 
 
-def record_timeout(book: StatusBook, run: RunRecord, reason: str) -> bool:
-    """Record ``run`` failed with ``reason``; False (and nothing written) when it already finished."""
+def published_by(registry: Registry, run_id: str) -> dict[str, Any] | None:
+    """The registry entry run ``run_id`` published, or None: the registry, not the run's record, says what serves."""
+    return next((v for v in registry.load()["versions"] if v.get("run_id") == run_id), None)
+
+
+def record_timeout(book: StatusBook, run: RunRecord, reason: str, entry: dict[str, Any] | None = None
+                   ) -> RunRecord | None:
+    """Record ``run`` failed with ``reason``, or promoted when its registry ``entry`` was published.
+
+    Returns the record written; None (and nothing written) when the run already finished.
+    A promoted record takes the version's name and the metrics it was published with.
+    """
     data = book.read()
     if any(r.get("run_id") == run.run_id for r in data.get("history") or []):
-        return False
+        return None
     current = book.current()
     record = current if current and current.run_id == run.run_id else RunRecord.from_json(run.to_json())
-    book.save(state.fail(record, reason))
-    return True
+    if entry is None:
+        book.save(state.fail(record, reason))
+        return record
+    record.metrics = {**record.metrics, **(entry.get("metrics") or {})}
+    book.save(state.promote(record, entry["version"], reason))
+    return record
 
 
 def current_step(thread_id: int) -> str | None:

@@ -45,7 +45,9 @@ class StatusBook:
             if run.state.finished:
                 if current and current.get("run_id") == run.run_id:
                     data["current"] = None
-                data["history"] = [*(data.get("history") or []), run.to_json()][-HISTORY:]
+                # a run is listed once: saved again (the watchdog adds what retention removed), it is replaced
+                earlier = [r for r in data.get("history") or [] if r.get("run_id") != run.run_id]
+                data["history"] = [*earlier, run.to_json()][-HISTORY:]
             else:
                 data["current"] = run.to_json()
             write_json(self.path, data)
