@@ -29,12 +29,17 @@ from .status import StatusBook
 log = logging.getLogger("yolo_backend.training")
 
 
-def run_once(settings: Settings, project: str, run: RunRecord, source: str = LABEL_STUDIO) -> RunRecord:
-    """Execute one run of ``project`` and record how it ended."""
+def run_once(settings: Settings, project: str, run: RunRecord, source: str = LABEL_STUDIO,
+             used: set[Path] | None = None) -> RunRecord:
+    """Execute one run of ``project`` and record how it ended.
+
+    ``used`` collects the training images the run read (the ones retention keeps); the
+    watchdog passes its own set, so that a deadline after publishing can still prune.
+    """
     book = StatusBook(settings.model_dir_path, project)
     book.save(state.start(run))
     work = project_dir(settings.model_dir_path, project) / "runs" / run.run_id
-    used: set[Path] = set()  # the training images this run read: the ones retention keeps
+    used = set() if used is None else used
     try:
         _recipe(settings, project, run, source, work, book, used)
     except Exception as exc:  # any failure is a recorded state, never a crash of the worker loop
@@ -42,15 +47,23 @@ def run_once(settings: Settings, project: str, run: RunRecord, source: str = LAB
         state.fail(run, f"{type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(work, ignore_errors=True)  # datasets and Ultralytics outputs are per run
-    if used:  # a run that never reached Label Studio must not empty the image cache
-        try:  # retention: served + newest KEEP_VERSIONS versions stay; older weights, exports, images go
-            run.metrics["retention"] = prune(settings.model_dir_path, project, settings.keep_versions,
-                                             settings.model_dir_path / "runtime", used)
-        except OSError as exc:
-            log.warning("project %s: retention: %s", project, exc)
+    retain(settings, project, run, used)
     book.save(run)
     log.info("project %s: run %s %s: %s", project, run.run_id, run.state.value, run.reason)
     return run
+
+
+def retain(settings: Settings, project: str, run: RunRecord, used: set[Path]) -> None:
+    """Retention after a run (``retention.prune``): served + newest KEEP_VERSIONS versions stay; older weights,
+    exports and the images ``used`` did not read go. A run that never reached Label Studio (``used`` empty)
+    must not empty the image cache, so it prunes nothing."""
+    if not used:
+        return
+    try:
+        run.metrics["retention"] = prune(settings.model_dir_path, project, settings.keep_versions,
+                                         settings.model_dir_path / "runtime", used)
+    except OSError as exc:
+        log.warning("project %s: retention: %s", project, exc)
 
 
 def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work: Path, book: StatusBook,
