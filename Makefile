@@ -9,7 +9,7 @@ PYTHON ?= python3
 TORCH_PIP ?= -r locks/torch.txt
 BIN := $(VENV)/bin
 
-.PHONY: run dev test test-fast lint bench demo setup clean lock deps-latest
+.PHONY: run dev test test-fast lint bench demo setup clean lock deps-latest prepare-label-studio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ run: $(VENV)/.runtime  ## serve on http://0.0.0.0:9090 with the embedded default
 dev: $(VENV)/.runtime  ## Flask development server, debug logs
 	$(BIN)/python _wsgi.py --log-level DEBUG
 
-test: $(VENV)/.test  ## everything: unit, real Label Studio, Redis, browser
+# Label Studio's venv (from its lock) and migrated database, built in the background while our venv
+# installs; the tests wait for it (a file lock) only when they first need Label Studio.
+LS_PREPARE_LOG ?= /tmp/ls-yolo-prepare-$(shell id -u).log
+prepare-label-studio:
+	@echo "preparing Label Studio in the background (log: $(LS_PREPARE_LOG))"
+	@nohup $(PYTHON) -m tests.support.label_studio_install > $(LS_PREPARE_LOG) 2>&1 &
+
+test: prepare-label-studio $(VENV)/.test  ## everything: unit, real Label Studio, Redis, browser
 	bash scripts/test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest

@@ -121,5 +121,7 @@ def migrated_database(exe: Path) -> Path:
     return target
 
 
-if __name__ == "__main__":  # `python -m tests.support.label_studio_install`: install now, print the venv
-    print(ensure_installed().parent.parent)
+if __name__ == "__main__":
+    # `python3 -m tests.support.label_studio_install`: install and migrate now (standard library only, so
+    # `make test` runs it with the system Python in the background while it builds our own venv).
+    print(migrated_database(ensure_installed()))
