@@ -242,7 +242,7 @@ def test_routes_status_versions_rollback_and_gauges(tmp_path: Path) -> None:
     from yolo_backend.app import build_backend
     from yolo_backend.http_api import create_app
 
-    settings = settings_for(tmp_path)
+    settings = settings_for(tmp_path, admin_open=True)  # the admin routes (status, rollback, metrics) unlocked
     backend = build_backend(settings, start=False)
     client = create_app(backend).test_client()
     assert client.get("/training/status?project=3").get_json()["state"] == "idle"
