@@ -7,11 +7,11 @@ elsewhere.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path, PurePosixPath
 
 from .errors import ModelPathRefused
+from .filehash import sha256_of
 
 
 def safe_model_path(root: Path, relative: str) -> Path:
@@ -28,11 +28,7 @@ def safe_model_path(root: Path, relative: str) -> Path:
 
 def checkpoint_version(path: Path) -> str:
     """Readable and content-bound: ``<file stem>-<8 hex of sha256>``, so new weights get a new version."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"{path.stem}-{digest.hexdigest()[:8]}"
+    return f"{path.stem}-{sha256_of(path)[:8]}"
 
 
 class VersionCache:

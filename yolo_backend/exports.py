@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .filehash import sha256_of
 
 # Ultralytics export format and the package that must be importable to run it.
 FORMATS = {"onnx": ("onnx", "onnxruntime"), "openvino": ("openvino", "openvino")}
@@ -25,11 +26,7 @@ VERDICT_FILE = "verdict.json"
 
 def content_key(checkpoint: Path) -> str:
     """16 hex of the checkpoint's sha256: the same bytes share an export whatever the file is called."""
-    digest = hashlib.sha256()
-    with checkpoint.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_of(checkpoint)[:16]
 
 
 def export_dir(cache_root: Path, key: str, runtime: str, imgsz: int) -> Path:

@@ -15,7 +15,6 @@ image build time.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .config import Settings
+from .filehash import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def fetch(settings: Settings, path: Path) -> Path:
     if problem:
         part.unlink(missing_ok=True)
         raise DownloadFailed(f"{path.name} from {host} is not a usable checkpoint ({problem}), removed: {manual}")
-    actual = file_sha256(part)
+    actual = sha256_of(part)
     if actual != digest:
         part.unlink(missing_ok=True)
         raise DownloadFailed(f"{path.name} from {host} has sha256 {actual}, not the expected {digest} "
@@ -109,14 +109,6 @@ def _refuse_before_download(settings: Settings, url: str, path: Path, manual: st
         raise DownloadFailed(f"{path.name} has no known sha256, so it was not fetched: set WEIGHTS_SHA256 to the "
                              f"sha256 of the file you trust, or put {path.name} in MODEL_ROOT ({path}) yourself")
     return digest
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _not_a_checkpoint(path: Path) -> str | None:

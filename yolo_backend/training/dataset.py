@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from .. import kinds, label_config
 from ..config import Settings
 from ..errors import BackendError, LabelConfigError
+from ..filehash import sha256_of
 from ..media import MediaFetcher, open_image
 from .collect import chosen_annotation
 from .retention import TRAINING_IMAGES, training_images
@@ -98,11 +99,7 @@ def passed_over(config_xml: str) -> dict[str, str]:
 
 def file_digest(source: Path) -> str:
     """The sha256 of a file's bytes (32 hex digits): the upright cache's key and what the split ranks."""
-    digest = hashlib.sha256()
-    with source.open("rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):  # streamed: a large photo never sits in memory twice
-            digest.update(chunk)
-    return digest.hexdigest()[:32]
+    return sha256_of(source)[:32]
 
 
 def upright_copy(source: Path, cache: Path, max_pixels: int, key: str | None = None) -> Path:
