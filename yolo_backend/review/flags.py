@@ -222,9 +222,11 @@ def loose_flags(scores: np.ndarray, label: dict[str, np.ndarray], prediction: li
             continue
         same = (classes == label["labels"][j]) & (rows[:, 4] > rules.present)
         ious = box_iou(label["bboxes"][j:j + 1], rows[:, :4])[0]
+        if not same.any():
+            continue
         best = int(np.argmax(np.where(same, ious, -1.0)))
         grown, cover = growth(label["bboxes"][j], rows[best, :4])
-        if not same.any() or grown < rules.loose_area or cover < rules.loose_cover:
+        if grown < rules.loose_area or cover < rules.loose_cover:
             continue
         flags.append(Flag("loose", float(score), _box(label["bboxes"][j]), int(label["labels"][j]),
                           int(classes[best]), float(rows[best, 4]), j, _share(rules.loose_area, grown)))
