@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.hostile_server import HostileServer
 from tests.support.standin import png_bytes
+from tests.test_training_runs import wait_for
 from yolo_backend import url_policy
 from yolo_backend.errors import MediaAccessDenied, MediaError
 from yolo_backend.ls_auth import LabelStudioAuth
@@ -114,20 +114,20 @@ def test_dns_rebinding_is_caught_at_connect_time(tmp_path: Path, monkeypatch: py
 
 
 def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
+    """Cut off by the read timeout: the server holds the request for 120 s, then would close it (another error)."""
     with HostileServer() as server:
-        started = time.monotonic()
-        with pytest.raises(MediaError, match=r"could not download.*Timeout"):
+        with pytest.raises(MediaError, match=r"could not download.*: ReadTimeout$"):
             fetcher(tmp_path, allowed=server.host_port, timeout=1).load(f"{server.url}/hang")
-        assert time.monotonic() - started < 5
+        assert [path for path, _ in server.requests] == ["/hang"]
 
 
 def test_a_server_dribbling_bytes_is_cut_off(tmp_path: Path) -> None:
+    """Each byte comes within the read timeout; the download's deadline cuts it off and the connection is closed."""
     with HostileServer() as server:
-        started = time.monotonic()
         with pytest.raises(MediaError, match="too slowly"):
             fetcher(tmp_path, allowed=server.host_port, timeout=1).load(f"{server.url}/slow")
-        assert time.monotonic() - started < 8
         assert not list((tmp_path / "cache").iterdir()), "no partial file may stay in the cache"
+        wait_for(lambda: server.dribble_cut, "the server to see the connection closed", timeout=60)
 
 
 def test_a_blackholed_connect_gives_up(tmp_path: Path) -> None:
@@ -143,10 +143,8 @@ def test_a_blackholed_connect_gives_up(tmp_path: Path) -> None:
             s.connect_ex(listener.getsockname())
             fillers.append(s)
         host_port = f"127.0.0.1:{listener.getsockname()[1]}"
-        started = time.monotonic()
-        with pytest.raises(MediaError):
+        with pytest.raises(MediaError, match=r"could not download.*: ConnectTimeout$"):  # not a hang
             fetcher(tmp_path, allowed=host_port, timeout=1).load(f"http://{host_port}/a.png")
-        assert time.monotonic() - started < 8
     finally:
         for s in fillers:
             s.close()

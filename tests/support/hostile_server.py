@@ -2,11 +2,11 @@
 
 Paths: ``/img/<name>`` serves ``files[name]``; ``/redirect?to=<url>`` answers 302;
 ``/loop`` redirects to itself; ``/hang`` never answers; ``/slow`` sends headers, then
-one byte every half second; ``/status/<code>`` answers that code; ``/flaky/<name>``
-answers 503 to the first ``fail_first`` requests, then serves ``files[name]``.
-Every request is recorded with its headers. Each path also works under ``/data/upload/``
-(``/data/upload/status/500``), so a stand-in Label Studio can misbehave on a media route:
-the service sends its token to no other Label Studio path.
+one byte every half second (``dribble_cut`` tells whether a client hung up on it);
+``/status/<code>`` answers that code; ``/flaky/<name>`` answers 503 to the first
+``fail_first`` requests, then serves ``files[name]``. Every request is recorded with its headers.
+Each path also works under ``/data/upload/`` (``/data/upload/status/500``), so a stand-in
+Label Studio can misbehave on a media route: the service sends its token to no other Label Studio path.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class _Handler(QuietHandler):
             try:
                 self.wfile.write(b"x")
                 self.wfile.flush()
-            except OSError:
+            except OSError:  # the client closed the connection
+                self.server.state["dribble_cut"] = True
                 return
 
 
@@ -77,6 +78,11 @@ class HostileServer:
         self.host_port = f"127.0.0.1:{self.httpd.server_address[1]}"
         self.url = f"http://{self.host_port}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def dribble_cut(self) -> bool:
+        """Whether a client hung up on ``/slow`` before it had sent everything."""
+        return bool(self.httpd.state.get("dribble_cut"))
 
     @property
     def requests(self) -> list[tuple[str, dict[str, str]]]:
