@@ -165,7 +165,7 @@ def _review_parser(commands: argparse._SubParsersAction) -> None:
         epilog=EPILOG, description="Train --folds models on the project's boxes, each without one fold, judge "
         "every image with the model that never saw it, score with cleanlab's ObjectLab, and store one "
         "prediction per flagged task under its own model version (review-<k>fold-<hash>) holding the "
-        "disputed regions; its score is the task's label quality (lower: worse). Resumable: kept fold "
+        "disputed regions; its score ranks the task by its surest flag (lower: look first). Resumable: kept fold "
         "models are reused and tasks holding the version are skipped. Boxes only (docs/review.md).")
     _add_connection(p, required=True)
     p.add_argument("--folds", type=int, default=4, help="models trained, each without one fold (%(default)s)")
