@@ -6,9 +6,8 @@ store and the real registry files, so these check the serving rules, not a model
 
 from __future__ import annotations
 
-import statistics
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from PIL import Image, ImageDraw
 from model import YOLOBackend
 from tests.support.live_app import RecordingRunner
 from tests.support.standin import ColorBlobDetector
+from tests.test_training_runs import wait_for
 from yolo_backend.config import Settings
 from yolo_backend.http_api import create_app
 from yolo_backend.model_store import ModelStore
@@ -42,8 +42,7 @@ class Blind(ColorBlobDetector):
 class Service:
     """The app around a real ModelStore whose loader gives stand-ins per checkpoint file."""
 
-    def __init__(self, tmp_path: Path, load_seconds: float = 0.0, broken: tuple[str, ...] = (),
-                 **overrides: Any) -> None:
+    def __init__(self, tmp_path: Path, gated: bool = False, broken: tuple[str, ...] = (), **overrides: Any) -> None:
         docs = tmp_path / "docs"
         docs.mkdir(exist_ok=True)
         img = Image.new("RGB", (200, 100), "white")
@@ -55,13 +54,16 @@ class Service:
         (tmp_path / "models" / "yolov5nu.pt").write_bytes(b"base")
         (tmp_path / "models" / "other.pt").write_bytes(b"other")
         self.loads: list[str] = []
+        self.gate = threading.Event()  # gated: a trained version's load waits here until the test opens it
+        if not gated:
+            self.gate.set()
 
         def loader(path: Path, **_options: object) -> ColorBlobDetector:
             self.loads.append(path.name)
             if path.name in broken:
                 raise RuntimeError(f"{path.name} is truncated")
             if path.parent.name == "versions":
-                time.sleep(load_seconds)
+                self.gate.wait(600)  # give-up limit only: close() opens it
                 return Blind() if path.read_bytes() == b"blind" else ColorBlobDetector()
             return ColorBlobDetector()
 
@@ -94,8 +96,27 @@ class Service:
         assert answer.status_code == 200, answer.get_json()
         return answer.get_json()["results"][0]
 
+    def loading(self, name: str) -> bool:
+        """Whether a load of checkpoint ``name`` has started and waits at the closed gate."""
+        return name in self.loads and not self.gate.is_set()
+
     def close(self) -> None:
+        self.gate.set()
         self.backend.close()
+
+
+def answered_while(svc: Service, blocked: str, call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread while the load of ``blocked`` is held at the gate; its answer once it returned.
+
+    Fails if ``call`` is still waiting after a minute (a give-up limit, reached only if it waits for the load).
+    """
+    answer: list[Any] = []
+    worker = threading.Thread(target=lambda: answer.append(call()), daemon=True)
+    worker.start()
+    worker.join(60)
+    wait_for(lambda: svc.loading(blocked), f"a load of {blocked} held at the gate", timeout=60)
+    assert answer, f"no answer while the load of {blocked} was blocked: it waited for the load"
+    return answer[0]
 
 
 @pytest.fixture
@@ -113,20 +134,16 @@ def service(tmp_path: Path):
 
 def test_setup_never_loads_a_promoted_version(service) -> None:
     """Fault 3: the first /setup after a promotion loaded (and exported) the model while Label Studio waited 3 s."""
-    svc = service(load_seconds=2.0)
+    svc = service(gated=True)
     config = ONE_CONTROL.format(attrs="")
     assert svc.setup(config).startswith("yolov5nu-")
     version = svc.promote()
-    timings = []
-    for _ in range(50):
-        started = time.perf_counter()
-        assert svc.setup(config) == version
-        timings.append(time.perf_counter() - started)
-    p99 = statistics.quantiles(timings, n=100)[98]
-    assert p99 < 0.1, f"/setup p99 {p99 * 1000:.0f} ms right after a promotion"
-    deadline = time.monotonic() + 10  # the prefetch /setup started loads it in the background
-    while "p4-v1.pt" not in svc.loads and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert answered_while(svc, "p4-v1.pt", lambda: svc.setup(config)) == version  # prefetches it, in the background
+    versions = answered_while(svc, "p4-v1.pt", lambda: [svc.setup(config) for _ in range(50)])
+    assert versions == [version] * 50  # answered while the load is blocked: /setup never waits for it
+    assert svc.loads.count("p4-v1.pt") == 1  # and starts no second load of it
+    svc.gate.set()
+    assert svc.predict(config)["model_version"] == version  # served by the model the prefetch loaded
     assert svc.loads.count("p4-v1.pt") == 1
 
 
@@ -183,15 +200,16 @@ def test_a_promoted_version_that_fails_to_load_falls_back_and_health_says_why(se
 
 def test_setup_stays_fast_while_other_threads_predict(service) -> None:
     """/setup takes no lock a prediction holds."""
-    svc = service(load_seconds=1.0)
-    svc.promote()
+    svc = service(gated=True)
+    version = svc.promote()
     config = ONE_CONTROL.format(attrs="")
     worker = threading.Thread(target=svc.predict, args=(config,))
-    worker.start()
-    started = time.perf_counter()
-    svc.setup(config)
-    assert time.perf_counter() - started < 0.2
-    worker.join()
+    worker.start()  # the prediction loads the version, and holds whatever it holds while the load is blocked
+    wait_for(lambda: svc.loading("p4-v1.pt"), "the prediction to start loading p4-v1.pt", timeout=60)
+    assert answered_while(svc, "p4-v1.pt", lambda: svc.setup(config)) == version
+    svc.gate.set()
+    worker.join(60)
+    assert not worker.is_alive(), "the prediction did not finish once the load could"
 
 
 def test_a_label_class_mismatch_is_logged_once_not_on_every_setup(service, caplog) -> None:
