@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,14 +63,13 @@ def predict(client: FlaskClient, tasks: list, **extra: Any):
 
 
 def test_health_and_setup_answer_at_once_while_the_model_loads(make_client) -> None:
-    client, _, _backend = make_client(load_seconds=30)
-    started = time.perf_counter()
+    client, _, _backend = make_client(load_seconds=30)  # the load is held for 30 s: a limit no answer reaches
     health = client.get("/health")
     setup = client.post("/setup", json={"project": "3.1700000000", "schema": CONFIG})
-    assert time.perf_counter() - started < 0.5
     assert health.status_code == 200 and health.json["status"] == "UP"
     assert health.json["model_state"] == "loading"
     assert setup.status_code == 200 and setup.json["model_version"].startswith("yolov5nu-")
+    assert client.get("/health").json["model_state"] == "loading", "both answered while the load was still held"
     assert client.get("/").json["status"] == "UP"
 
 
@@ -210,10 +208,10 @@ def test_webhook_acknowledges_events_and_validates_them(make_client) -> None:
     client, _, _ = make_client()
     for action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING",
                    "PROJECT_UPDATED"):
-        started = time.perf_counter()
         answer = client.post("/webhook", json={"action": action, "project": {"id": 4}, "annotation": {"id": 1}})
-        assert answer.status_code == 200 and time.perf_counter() - started < 1.0
-        assert "status" in answer.json
+        # acknowledged at once: this service has no trainer, so nothing runs inside the request
+        assert answer.status_code == 200 and answer.json == {"status": "ignored",
+                                                             "reason": "training is not enabled in this service"}
     assert client.post("/webhook", json={"action": "SOMETHING_ELSE", "project": {"id": 4}}).json["status"] == "ignored"
     assert client.post("/webhook", json={"project": {"id": 4}}).status_code == 400
     assert client.post("/webhook", json={"action": "START_TRAINING"}).status_code == 400
