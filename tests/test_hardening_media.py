@@ -7,7 +7,6 @@ box wherever the image is pure red, so "predicted correctly" is checked exactly.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -118,14 +117,12 @@ def test_a_symlink_inside_the_root_is_followed(live: LiveApp) -> None:
 
 @pytest.mark.parametrize("name, words", [
     ("truncated.jpg", "truncated"), ("text.png", "not a readable image"), ("empty.png", "not a readable image"),
-    ("bomb.png", "MAX_IMAGE_PIXELS"),
+    ("bomb.png", "pixels exceeds MAX_IMAGE_PIXELS"),  # said from the header: refused before decoding
 ])
 def test_broken_images_and_bombs_get_a_clear_422(live: LiveApp, name: str, words: str) -> None:
-    started = time.perf_counter()
     single = predict(live, [local(name)])
     assert single.status_code == 422 and single.json()["error"] == "media"
     assert words in single.json()["message"]
-    assert time.perf_counter() - started < 5, "refused before decoding"
     assert check_surrounded(live, local(name))["result"] == []
 
 

@@ -224,9 +224,9 @@ def test_too_little_data_is_a_not_started_status_not_an_error(tmp_path: Path) ->
     tasks = write_project(tmp_path / "docroot", 4)
     settings = settings_for(tmp_path)
     trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks))
-    started = time.perf_counter()
     answer = trainer.handle("START_TRAINING", "12")
-    assert time.perf_counter() - started < 5.0 and answer["status"] == "queued"  # answered, not trained (~ms)
+    assert answer["status"] == "queued" and answer["runner"] == "local"
+    assert trainer.status("12")["state"] in ("queued", "running")  # answered, not trained: the run goes on after it
     deadline = time.monotonic() + 120
     while trainer.status("12")["state"] != "idle" and time.monotonic() < deadline:
         time.sleep(0.5)
