@@ -111,17 +111,18 @@ class Sampler(threading.Thread):
 
 
 # -- /health, measured from another process ----------------------------------------------------
-def probe_health(url: str, ready: Any, stop: Any, out: Any) -> None:
+def probe_health(url: str, ready: Any, stop: Any, out: Any, timeout: float = 5.0) -> None:
     """GET /health, one after the other, until ``stop`` is set; puts the latencies (ms, None for a failure) on ``out``.
 
-    ``ready`` is set after the first answer: the flood starts once the probe measures."""
+    ``ready`` is set after the first answer: the flood starts once the probe measures. An answer slower
+    than ``timeout`` counts as a failure."""
     session, latencies = requests.Session(), []
-    session.get(f"{url}/health", timeout=5)
+    session.get(f"{url}/health", timeout=timeout)
     ready.set()
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            ok = session.get(f"{url}/health", timeout=5).status_code == 200
+            ok = session.get(f"{url}/health", timeout=timeout).status_code == 200
         except requests.RequestException:
             ok = False
         latencies.append((time.perf_counter() - started) * 1000 if ok else None)
@@ -135,11 +136,15 @@ def percentile(values: list[float], q: float) -> float:
 
 # -- the flood ---------------------------------------------------------------------------------
 def flood(url: str, posts: int = 2000, clients: int = 20, known: tuple[int, ...] = (), pid: int | None = None,
-          seconds: float = 60.0, known_share: float = 0.2, seed: int = 1) -> dict[str, Any]:
-    """Send the posts and measure; returns the figures (see the module docstring)."""
+          seconds: float = 60.0, known_share: float = 0.2, seed: int = 1,
+          timeout: float | None = None) -> dict[str, Any]:
+    """Send the posts and measure; returns the figures (see the module docstring).
+
+    A request slower than ``timeout`` counts as failed (default: 10 s a post, 5 s a /health probe). Tests
+    pass a generous one, so that only a hang fails them; the speed is what the figures measure."""
     context = multiprocessing.get_context("spawn")
     ready, stop, out = context.Event(), context.Event(), context.Queue()
-    prober = context.Process(target=probe_health, args=(url, ready, stop, out), daemon=True)
+    prober = context.Process(target=probe_health, args=(url, ready, stop, out, timeout or 5.0), daemon=True)
     prober.start()
     if not ready.wait(60):
         raise RuntimeError(f"{url}/health did not answer the probe")
@@ -159,7 +164,7 @@ def flood(url: str, posts: int = 2000, clients: int = 20, known: tuple[int, ...]
 
     def client() -> None:
         # http.client with ready-made bodies: a light client leaves the shared CPU to the backend
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=timeout or 10.0)
         while time.monotonic() < deadline:
             with lock:
                 if sent[0] >= posts:
