@@ -391,7 +391,9 @@ def test_a_run_from_the_architecture_learns_the_choices_and_is_promoted(tmp_path
           f"{run['reason']}; from {metrics['started_from']}, training {training_s} s, whole run {seconds:.0f} s")
     assert run["state"] == "promoted", run
     assert after["metric"] == "top-1" and after["top1"] > before["top1"] and after["f1"] > before["f1"]
-    assert metrics["started_from"] == "yolo11n-cls.yaml" and training_s < 60
+    assert metrics["started_from"] == "yolo11n-cls.yaml"
+    progress = run["progress"]  # TRAIN_EPOCHS ran as set, no more (the run's time is the figure printed above)
+    assert progress["epochs"] == settings.train_epochs and progress["epoch"] <= settings.train_epochs
 
     backend = build_backend(settings, trainer=trainer, start=False)
     backend.store.start(background=False)
@@ -405,7 +407,8 @@ def test_a_run_from_the_architecture_learns_the_choices_and_is_promoted(tmp_path
     assert answer.status_code == 200, answer.get_json()
     results = answer.get_json()["results"]
     assert all(r["model_version"] == run["version"] for r in results)
-    right = sum(r["result"] and r["result"][0]["value"]["choices"] == [class_of(s)] for r, s in zip(results, fresh))
+    right = sum(bool(r["result"]) and r["result"][0]["value"]["choices"] == [class_of(s)]
+                for r, s in zip(results, fresh))  # an image with no choice counts as missed
     assert right >= 2, results
 
 
