@@ -83,7 +83,7 @@ def test_label_studio_unreachable_during_predict_answers_with_the_reason(tmp_pat
         task = {"id": 1, "data": {"image": "/data/upload/1/a.png"}}
         answer = requests.post(f"{live.url}/predict", json={"tasks": [task], "label_config": CONFIG}, timeout=20)
         assert answer.status_code == 422 and "could not download" in answer.json()["message"]
-        assert requests.get(f"{live.url}/health", timeout=2).status_code == 200
+        assert requests.get(f"{live.url}/health", timeout=60).status_code == 200
     finally:
         live.close()
 

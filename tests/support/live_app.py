@@ -82,5 +82,5 @@ def assert_healthy(app: LiveApp) -> None:
     """After every bad-input case: the server still answers /health as UP."""
     import requests
 
-    answer = requests.get(f"{app.url}/health", timeout=2)
+    answer = requests.get(f"{app.url}/health", timeout=60)  # a give-up limit: a busy machine answers slowly
     assert answer.status_code == 200 and answer.json()["status"] == "UP", "the server must stay healthy"
