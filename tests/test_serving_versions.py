@@ -111,11 +111,20 @@ def answered_while(svc: Service, blocked: str, call: Callable[[], Any]) -> Any:
     Fails if ``call`` is still waiting after a minute (a give-up limit, reached only if it waits for the load).
     """
     answer: list[Any] = []
-    worker = threading.Thread(target=lambda: answer.append(call()), daemon=True)
+
+    def calling() -> None:
+        try:
+            answer.append(call())
+        except BaseException as exc:  # raised here, in the test's thread
+            answer.append(exc)
+
+    worker = threading.Thread(target=calling, daemon=True)
     worker.start()
     worker.join(60)
     wait_for(lambda: svc.loading(blocked), f"a load of {blocked} held at the gate", timeout=60)
     assert answer, f"no answer while the load of {blocked} was blocked: it waited for the load"
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
     return answer[0]
 
 
