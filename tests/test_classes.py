@@ -359,7 +359,7 @@ def test_an_exported_class_tree_trains_with_ultralytics(class_tree: Path, tmp_pa
     tasks = [{**task, "id": index + 1} for index, task in enumerate(json.loads(imported.read_text()))]
     out = _export(tasks, tmp_path, class_tree, "--val", "0.25", "--min-val", "3")
     model = YOLO("yolo11n-cls.yaml")
-    model.train(data=str(out), imgsz=32, epochs=1, batch=4, device="cpu", workers=0, plots=False, amp=False,
+    model.train(data=str(out), imgsz=64, epochs=1, batch=4, device="cpu", workers=0, plots=False, amp=False,
                 verbose=False, project=str(tmp_path / "runs"), name="t", exist_ok=True)
     assert model.names == dict(enumerate(NAMES)) and (tmp_path / "runs" / "t" / "weights" / "last.pt").is_file()
 
