@@ -8,6 +8,9 @@ PYTHON ?= python3
 #   make TORCH_PIP="--index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1" run
 TORCH_PIP ?= -r locks/torch.txt
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test` (whole files per worker; 0 runs in one process). Much of the suite
+# waits on Label Studio, servers and child processes, so 2 workers use 2 cores better than one.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run dev test test-fast lint bench demo setup clean lock deps-latest prepare-label-studio
 
@@ -46,7 +49,7 @@ prepare-label-studio:
 test: prepare-label-studio $(VENV)/.test  ## everything: unit, real Label Studio, Redis, browser
 	bash scripts/test-deps.sh
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: $(VENV)/.test  ## skips the tests that train or start Label Studio
 	$(BIN)/python -m pytest -m "not slow and not e2e and not browser"
