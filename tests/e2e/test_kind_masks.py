@@ -31,7 +31,7 @@ ORIENTATIONS = (1, 6, 3, 8)
 # so 2 images (4 objects) once held no hit at all; 8 images hold about 16 objects.
 FRESH = 8
 SETTINGS = {"MODEL_PATH": "seg.pt", "IMGSZ": "auto", "RUNTIME": "torch", "TRAIN_EVERY_N": "0", "TRAIN_BATCH": "8",
-            "TRAIN_MIN_IMAGES": "8", "TRAIN_THREADS": "2", "TRAIN_EPOCHS": "20", "TRAIN_IMGSZ": "128",
+            "TRAIN_MIN_IMAGES": "8", "TRAIN_THREADS": "2", "TRAIN_EPOCHS": "40", "TRAIN_IMGSZ": "128",
             "TRAIN_PATIENCE": "30"}  # a fresh class head scores ~0 on val for its first epochs: no early stop
 
 
