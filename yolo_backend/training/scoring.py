@@ -241,7 +241,7 @@ def score(images: Sequence[Image], n_labels: int, default: float, served_thresho
     judges a version at its own); else, with per-class thresholds on, thresholds chosen per
     class (cross-fitted); else ``default`` for every label. The promotion gate never passes
     ``served_thresholds``: a served version's own were chosen on (most of) this holdout, so
-    it is cross-fitted like the candidate (``train._judge``).
+    it is cross-fitted like the candidate (``train.judge``).
     """
     map50_95, map50 = average_precision(images)
     flat = [default] * n_labels
