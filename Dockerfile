@@ -8,7 +8,7 @@ ARG TORCHVISION_VERSION=0.29.1
 # The published checkpoint baked into /models, so the first start pre-labels; empty skips it
 # (air-gapped builds: mount your own weights into /models instead).
 ARG WEIGHTS=yolov5nu.pt
-# Its sha256, required for a name with no digest built into yolo_backend/weights.py (yolov5nu.pt is one):
+# Its sha256, required for a name with no digest built into yolo_backend/serving/weights.py (yolov5nu.pt is one):
 # without it the image is built with no weights and /health says what to do.
 ARG WEIGHTS_SHA256=
 
@@ -47,7 +47,7 @@ USER 1000:1000
 # Before VOLUME: a named volume mounted on /models starts with these weights.
 # Exit status 3: no known sha256 for WEIGHTS and none given; the build goes on without weights.
 RUN if [ -n "${WEIGHTS}" ]; then MODEL_PATH="${WEIGHTS}" WEIGHTS_SHA256="${WEIGHTS_SHA256}" \
-        python -m yolo_backend.weights || [ "$?" -eq 3 ]; fi
+        python -m yolo_backend.serving.weights || [ "$?" -eq 3 ]; fi
 EXPOSE 9090
 VOLUME ["/models", "/data/models"]
 

@@ -8,7 +8,7 @@ import os
 
 from yolo_backend.app import build_app
 from yolo_backend.config import Settings
-from yolo_backend.exposure import exposure_warning
+from yolo_backend.web.exposure import exposure_warning
 
 settings = Settings.from_env()
 app = build_app(settings)

@@ -16,9 +16,9 @@ accesslog = "-" if loglevel == "debug" else None
 
 
 def when_ready(server):  # gunicorn calls it once, in the master, when it listens
-    """Warn once per start when it answers beyond this machine without basic auth (yolo_backend/exposure.py)."""
+    """Warn once per start when it answers beyond this machine without basic auth (yolo_backend/web/exposure.py)."""
     from yolo_backend.config import Settings
-    from yolo_backend.exposure import exposure_warning
+    from yolo_backend.web.exposure import exposure_warning
 
     try:
         settings = Settings.from_env()

@@ -7,7 +7,7 @@
 A generated shapes project (``tests/support/synthetic.py``): a pool of unlabeled images and a
 holdout. Each seed starts from the same 10 random pool images, trains a detector from random
 weights (it knows nothing of the classes), then 4 rounds add 10 images each, picked either by
-the lowest task score (``yolo_backend.uncertainty``, as a Data Manager sorted ascending by
+the lowest task score (``yolo_backend.serving.uncertainty``, as a Data Manager sorted ascending by
 *Prediction score* would give them) or at random. Both orders train with the same settings and
 seed; after each round the holdout mAP50-95 (Ultralytics' val) is printed. Rival measures:
 ``--orders max`` (the least sure candidate alone instead of the sum) and ``--orders power``
@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.synthetic import CLASSES, draw_sample, yolo_lines  # noqa: E402
-from yolo_backend import uncertainty  # noqa: E402
-from yolo_backend.convert import Detection, Target  # noqa: E402
+from yolo_backend.formats.convert import Detection, Target  # noqa: E402
+from yolo_backend.serving import uncertainty  # noqa: E402
 
 # the project
 POOL, HOLDOUT = 300, 100  # unlabeled images to pick from; images that only judge

@@ -23,7 +23,7 @@ from tests.support.decode_memory import run  # noqa: E402
 
 
 def before_budget() -> str:
-    """The parent of the commit that added yolo_backend/decode_budget.py."""
+    """The parent of the commit that added the decode budget (as yolo_backend/decode_budget.py, before media/)."""
     first = subprocess.run(["git", "log", "--format=%H", "--diff-filter=A", "--", "yolo_backend/decode_budget.py"],
                            capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
     if not first:

@@ -40,7 +40,7 @@ def generated_folder(root: Path, count: int) -> Path:
 def engine_ms(graph: Path, images: list, imgsz: int, threads: int) -> float:
     import onnxruntime
 
-    from yolo_backend.int8 import letterboxed
+    from yolo_backend.serving.int8 import letterboxed
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
@@ -65,12 +65,12 @@ def main() -> None:
     args = parser.parse_args()
     import cv2
 
-    from yolo_backend import int8, runtime
     from yolo_backend.config import Settings
-    from yolo_backend.detector import Detector, checkpoint_imgsz, load_ultralytics
-    from yolo_backend.parity import same_detections
+    from yolo_backend.formats.yolo_folder import find_samples
+    from yolo_backend.serving import int8, runtime
+    from yolo_backend.serving.detector import Detector, checkpoint_imgsz, load_ultralytics
+    from yolo_backend.serving.parity import same_detections
     from yolo_backend.training.quantize import for_base
-    from yolo_backend.yolo_folder import find_samples
 
     if args.model is None:
         from tests.support.trained_model import trained_shapes_model

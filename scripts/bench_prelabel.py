@@ -37,10 +37,10 @@ def main() -> None:
 
     from tests.support.label_studio import start_label_studio
     from tests.support.synthetic import draw_sample
-    from yolo_backend import ls_client
     from yolo_backend.app import build_backend
     from yolo_backend.config import Settings
-    from yolo_backend.prelabel import InProcessPredictor, prelabel
+    from yolo_backend.labelstudio import ls_client
+    from yolo_backend.labelstudio.prelabel import InProcessPredictor, prelabel
 
     os.environ.setdefault("YOLO_OFFLINE", "1")
     with tempfile.TemporaryDirectory(prefix="bench-prelabel-") as work:

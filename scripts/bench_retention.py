@@ -29,9 +29,9 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 
 from tests.support.shapes_project import export_file, write_project  # noqa: E402
 from yolo_backend.config import Settings  # noqa: E402
+from yolo_backend.core.registry import Registry, project_dir  # noqa: E402
+from yolo_backend.core.status import StatusBook  # noqa: E402
 from yolo_backend.training.job import run_job  # noqa: E402
-from yolo_backend.training.registry import Registry, project_dir  # noqa: E402
-from yolo_backend.training.status import StatusBook  # noqa: E402
 
 PROJECT = "1"
 MB = 2**20

@@ -47,7 +47,7 @@ from PIL import Image, ImageDraw
 
 from tests.support.shapes_project import LABEL_CONFIG, region
 from tests.support.synthetic import CLASSES, COLORS, Shape
-from yolo_backend.overlap import box_iou
+from yolo_backend.formats.overlap import box_iou
 from yolo_backend.review import flags
 
 SIZE = 256  # generated images: 256 x 256
@@ -272,7 +272,7 @@ def run_seed(seed: int, args: argparse.Namespace, root: Path) -> tuple[dict[str,
     """Generate, corrupt, review (fold models kept under ``root``), count under each rule set; seconds taken."""
     from tests.support.trained_model import trained_shapes_model
     from yolo_backend.config import Settings
-    from yolo_backend.media import MediaFetcher
+    from yolo_backend.media.fetcher import MediaFetcher
     from yolo_backend.review.folds import Plan
     from yolo_backend.review.project import review_tasks
 

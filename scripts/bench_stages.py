@@ -28,7 +28,7 @@ def decode_costs(paths: list[Path], imgsz: int) -> dict[str, float]:
     import cv2
     from PIL import Image, ImageOps
 
-    from yolo_backend.media import open_image, to_bgr
+    from yolo_backend.media.fetcher import open_image, to_bgr
 
     def pil_plain(path: Path) -> object:
         with Image.open(path) as img:
@@ -55,10 +55,11 @@ def decode_costs(paths: list[Path], imgsz: int) -> dict[str, float]:
 def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: Path, imgsz: int | None,
                 device: str, int8: bool = False) -> dict[str, object]:
     """Ultralytics' pre/inference/post split for our detector, and our conversion to Label Studio results."""
-    from yolo_backend import convert, kinds
-    from yolo_backend.detector import Detector, _detections
-    from yolo_backend.media import open_image, to_bgr
-    from yolo_backend.model_store import checkpoint_version
+    from yolo_backend import kinds
+    from yolo_backend.formats import convert
+    from yolo_backend.media.fetcher import open_image, to_bgr
+    from yolo_backend.serving.detector import Detector, _detections
+    from yolo_backend.serving.model_store import checkpoint_version
 
     detector = Detector.load(checkpoint, device=device, runtime=runtime, cache_root=cache_root,
                              version=checkpoint_version(checkpoint), imgsz=imgsz, int8=int8, lanes=1)

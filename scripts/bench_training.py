@@ -41,8 +41,8 @@ def serve(settings: Settings, source: str) -> tuple[str, object]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
 
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
     from yolo_backend.training import ProjectTrainer
+    from yolo_backend.web.http_api import create_app
 
     trainer = ProjectTrainer(settings, source=source)
     backend = build_backend(settings, trainer=trainer, start=False)

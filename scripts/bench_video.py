@@ -35,8 +35,8 @@ def main() -> None:
 
     from tests.support import moving_shapes
     from tests.support.trained_model import trained_shapes_model
-    from yolo_backend.convert import Target
-    from yolo_backend.detector import Detector
+    from yolo_backend.formats.convert import Target
+    from yolo_backend.serving.detector import Detector
     from yolo_backend.video import frames
     from yolo_backend.video.predict import TRACK_CONF, TrackOptions, video_regions
 

@@ -41,7 +41,7 @@ from bench_stages import decode_costs, model_costs  # noqa: E402
 
 from tests.support.backend_server import BackendServer, start_backend  # noqa: E402
 from tests.support.image_server import ImageServer  # noqa: E402
-from yolo_backend.detector import checkpoint_imgsz  # noqa: E402
+from yolo_backend.serving.detector import checkpoint_imgsz  # noqa: E402
 
 COCO128 = ROOT.parent / "shared" / "datasets" / "coco128" / "images" / "train2017"
 COCO_SIZES = [(640, 480), (480, 640), (640, 427), (640, 426), (500, 375), (640, 512), (427, 640), (640, 360)]

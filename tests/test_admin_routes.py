@@ -15,8 +15,8 @@ import yaml
 from tests.support.backend_server import log_tail, start_backend
 from tests.support.live_app import LiveApp
 from yolo_backend.config import Settings
-from yolo_backend.exposure import exposure_warning, is_loopback
-from yolo_backend.training.registry import Registry, run_files
+from yolo_backend.core.registry import Registry, run_files
+from yolo_backend.web.exposure import exposure_warning, is_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}

@@ -11,11 +11,11 @@ from PIL import Image
 from tests.conftest import COCO128
 from tests.support.region_boxes import region_box
 from tests.support.synthetic import draw_sample, write_yolo_dataset, yolo_lines
-from yolo_backend import convert
 from yolo_backend.cli import main
-from yolo_backend.ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
-from yolo_backend.media import open_image
-from yolo_backend.yolo_folder import class_names, displayed_size, find_samples, read_labels
+from yolo_backend.formats import convert
+from yolo_backend.formats.ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
+from yolo_backend.formats.yolo_folder import class_names, displayed_size, find_samples, read_labels
+from yolo_backend.media.fetcher import open_image
 
 
 def boxes_of(task: dict, key: str = "predictions") -> list[convert.YoloBox]:

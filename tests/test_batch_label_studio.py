@@ -10,9 +10,10 @@ import pytest
 
 from tests.support.region_boxes import region_box
 from tests.support.synthetic import draw_sample, write_yolo_dataset
-from yolo_backend import convert, ls_client
 from yolo_backend.cli import main
-from yolo_backend.yolo_folder import find_samples, read_labels
+from yolo_backend.formats import convert
+from yolo_backend.formats.yolo_folder import find_samples, read_labels
+from yolo_backend.labelstudio import ls_client
 
 pytestmark = pytest.mark.e2e
 
@@ -237,7 +238,7 @@ def test_prelabel_tracks_videos_of_any_length_stores_each_and_resumes(label_stud
     monkeypatch.setenv("VIDEO_PREDICT_SECONDS", "0.001")  # /predict would refuse both videos
     command = ["prelabel", "--project", str(project), "--model-root", str(model.parent), "--model-path", model.name,
                *connection(label_studio)]
-    with caplog.at_level(logging.INFO, logger="yolo_backend.prelabel"):
+    with caplog.at_level(logging.INFO, logger="yolo_backend.labelstudio.prelabel"):
         assert main(command) == 0
     assert "2 done" in capsys.readouterr().out
     assert any("of 250 frames tracked" in r.getMessage() for r in caplog.records)  # progress inside a long video

@@ -12,10 +12,11 @@ import pytest
 from tests.support import tiny_classify
 from tests.support.tiny_classify import NAMES, choices_config, choices_result, class_of, draw, write_project
 from tests.support.training_runs import train_once
-from yolo_backend import kinds, label_config
+from yolo_backend import kinds
 from yolo_backend.cli import main
 from yolo_backend.config import Settings
-from yolo_backend.convert import Detection, Target
+from yolo_backend.formats import label_config
+from yolo_backend.formats.convert import Detection, Target
 from yolo_backend.kinds import classes
 
 LABELS = dict(enumerate(NAMES))  # model class id -> label, every class mapped
@@ -143,7 +144,7 @@ MULTIPLE_FIRST = ('<View><Image name="image" value="$image"/>'
 def test_setup_refuses_multiple_choice_saying_why_and_what_to_use(tmp_path: Path) -> None:
     from model import YOLOBackend
     from tests.support.standin import standin_store
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     settings = Settings.from_env({}, model_root=str(tmp_path / "models"), model_dir=str(tmp_path / "state"))
     store, _ = standin_store(settings)
@@ -205,7 +206,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     from ultralytics import YOLO
 
     from model import YOLOBackend
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     root = tmp_path_factory.mktemp("cls-root")
     shutil.copyfile(tiny_classify.tiny_classify_model(), root / "cls.pt")
@@ -222,7 +223,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_a_classify_checkpoint_is_served_at_its_own_size(served) -> None:
-    from yolo_backend.detector import Detector
+    from yolo_backend.serving.detector import Detector
 
     detector = Detector.load(served[2] / "cls.pt", device="cpu")
     assert detector.task == "classify" and detector.imgsz == 64
@@ -369,8 +370,8 @@ def test_an_exported_class_tree_trains_with_ultralytics(class_tree: Path, tmp_pa
 def test_a_run_from_the_architecture_learns_the_choices_and_is_promoted(tmp_path: Path) -> None:
     from tests.support.shapes_project import export_file
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
     from yolo_backend.training import ProjectTrainer
+    from yolo_backend.web.http_api import create_app
 
     doc_root, models = tmp_path / "docs", tmp_path / "models"
     models.mkdir()

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.region_boxes import region_box
-from yolo_backend import convert, kinds
-from yolo_backend.convert import Detection, Target, YoloBox
+from yolo_backend import kinds
+from yolo_backend.formats import convert
+from yolo_backend.formats.convert import Detection, Target, YoloBox
 
 RECT = Target("label", "image", "rectanglelabels", {0: "Car", 1: "Person"}, threshold=0.5)
 POLY = Target("poly", "image", "polygonlabels", {0: "Car"}, threshold=0.0)

@@ -42,7 +42,7 @@ def model_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def service(tmp_path: Path, model_root: Path, budget_mb: int) -> tuple[Any, Any]:
     from tests.support.synthetic import draw_sample
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -97,8 +97,8 @@ def test_concurrent_requests_wait_for_the_budget_and_all_complete(tmp_path: Path
 
 
 def test_decoding_still_gives_upright_bgr_pixels(tmp_path: Path) -> None:
-    from yolo_backend.decode_budget import DecodeBudget
-    from yolo_backend.media import decode
+    from yolo_backend.media.decode_budget import DecodeBudget
+    from yolo_backend.media.fetcher import decode
 
     Image.new("RGB", (30, 20), (10, 20, 30)).save(tmp_path / "c.png")
     budget = DecodeBudget(2**20)

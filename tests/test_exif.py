@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from model import YOLOBackend
 from tests.support.standin import CAR_CONFIG, standin_store
 from yolo_backend.config import Settings
-from yolo_backend.http_api import create_app
+from yolo_backend.web.http_api import create_app
 
 CONFIG = CAR_CONFIG
 

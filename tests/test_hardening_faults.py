@@ -27,8 +27,8 @@ from tests.support.standin import CAR_CONFIG, png_bytes
 from tests.test_training_runs import wait_for
 from yolo_backend.config import Settings
 from yolo_backend.errors import MediaError
-from yolo_backend.ls_auth import LabelStudioAuth
-from yolo_backend.media import DiskCache, MediaFetcher
+from yolo_backend.labelstudio.ls_auth import LabelStudioAuth
+from yolo_backend.media.fetcher import DiskCache, MediaFetcher
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 CONFIG = CAR_CONFIG
@@ -90,8 +90,8 @@ def test_label_studio_unreachable_during_predict_answers_with_the_reason(tmp_pat
 
 @pytest.mark.parametrize("path", ["/status/500", "/status/401", "/hang", None])
 def test_training_data_fetch_failure_marks_the_run_failed_with_the_reason(tmp_path: Path, path: str | None) -> None:
-    from yolo_backend.training.registry import Registry
-    from yolo_backend.training.state import RunRecord
+    from yolo_backend.core.registry import Registry
+    from yolo_backend.core.state import RunRecord
     from yolo_backend.training.train import run_once
 
     with HostileServer() as server:
@@ -172,8 +172,8 @@ def small_filesystem(tmp_path: Path):
 def test_model_dir_full_while_saving_fails_the_run_and_keeps_the_served_model(
         tmp_path: Path, random_model_root: Path, small_filesystem: Path) -> None:
     from tests.support.shapes_project import export_file, write_project
-    from yolo_backend.training.registry import Registry
-    from yolo_backend.training.state import RunRecord
+    from yolo_backend.core.registry import Registry
+    from yolo_backend.core.state import RunRecord
     from yolo_backend.training.train import run_once
 
     root = tmp_path / "root"

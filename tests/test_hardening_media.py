@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from tests.support.live_app import LiveApp, assert_healthy
 from tests.support.standin import CAR_CONFIG
-from yolo_backend.media import open_image
+from yolo_backend.media.fetcher import open_image
 
 CONFIG = CAR_CONFIG
 RED = (255, 0, 0)

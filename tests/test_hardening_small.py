@@ -26,8 +26,8 @@ from tests.support.standin import CAR_CONFIG, png_bytes
 from yolo_backend.cli import build_parser, main
 from yolo_backend.config import Settings
 from yolo_backend.errors import LabelStudioUnavailable
-from yolo_backend.ls_auth import LabelStudioAuth
-from yolo_backend.media import DiskCache, MediaFetcher
+from yolo_backend.labelstudio.ls_auth import LabelStudioAuth
+from yolo_backend.media.fetcher import DiskCache, MediaFetcher
 
 ROOT = Path(__file__).resolve().parent.parent
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJlLW9mLXRoZS1wYXQ"
@@ -177,7 +177,7 @@ def test_export_yolo_reaches_a_private_host_only_with_allowed_hosts(tmp_path: Pa
 def test_prelabel_in_process_gets_allowed_hosts(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture) -> None:
     """Without --backend the model and its image fetcher live in this process: they get --allowed-hosts."""
-    from yolo_backend import ls_client, prelabel
+    from yolo_backend.labelstudio import ls_client, prelabel
 
     seen: list[str] = []
 
@@ -202,14 +202,14 @@ def test_prelabel_in_process_gets_allowed_hosts(monkeypatch: pytest.MonkeyPatch,
     (3, 2, 16, 3), (1, 1, 16, 1), (8, 4, 2, 8),  # an explicit TORCH_THREADS wins, even past the share
 ])
 def test_thread_share_arithmetic(requested: int, workers: int, cores: int, expected: int) -> None:
-    from yolo_backend.detector import inference_threads
+    from yolo_backend.serving.detector import inference_threads
 
     assert inference_threads(requested, workers, cores) == expected
 
 
 @pytest.mark.parametrize("value, expected", [("2", 2), ("", 1), ("x", 1), ("0", 1), (None, 1)])
 def test_workers_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int) -> None:
-    from yolo_backend.detector import workers_from_env
+    from yolo_backend.serving.detector import workers_from_env
 
     if value is None:
         monkeypatch.delenv("WORKERS", raising=False)
@@ -240,7 +240,7 @@ def threads_of_a_served_model(tmp_path: Path, model_root: Path, **env: str) -> i
 
 
 def test_a_served_torch_model_takes_its_workers_share(tmp_path: Path, random_model_root: Path) -> None:
-    from yolo_backend.detector import available_cores
+    from yolo_backend.serving.detector import available_cores
 
     cores = available_cores()
     if cores < 2:
@@ -260,8 +260,8 @@ def engine_threads(detector: object, engine: str) -> int:
 @pytest.mark.parametrize("engine", ["onnx", "openvino"])
 def test_an_exported_engine_takes_its_workers_share(tmp_path: Path, random_model_root: Path, engine: str) -> None:
     """Ultralytics builds the engine session without a thread count; the served one gets the share."""
-    from yolo_backend import exports, runtime
-    from yolo_backend.detector import Detector, available_cores
+    from yolo_backend.serving import exports, runtime
+    from yolo_backend.serving.detector import Detector, available_cores
 
     if not runtime.available(engine):
         pytest.skip(f"{engine} is not installed")

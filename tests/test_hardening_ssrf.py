@@ -11,11 +11,11 @@ import pytest
 from tests.support.hostile_server import HostileServer
 from tests.support.standin import png_bytes
 from tests.test_training_runs import wait_for
-from yolo_backend import url_policy
 from yolo_backend.errors import MediaAccessDenied, MediaError
-from yolo_backend.ls_auth import LabelStudioAuth
-from yolo_backend.media import DiskCache, MediaFetcher
-from yolo_backend.url_policy import UrlPolicy, is_public
+from yolo_backend.labelstudio.ls_auth import LabelStudioAuth
+from yolo_backend.media import url_policy
+from yolo_backend.media.fetcher import DiskCache, MediaFetcher
+from yolo_backend.media.url_policy import UrlPolicy, is_public
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 

@@ -23,9 +23,9 @@ from tests.support.live_app import LiveApp
 from tests.support.quiet_handler import QuietHandler
 from tests.support.standin import CAR_CONFIG, png_bytes
 from yolo_backend.errors import MediaError
-from yolo_backend.ls_auth import LabelStudioAuth
-from yolo_backend.media import DiskCache, MediaFetcher
-from yolo_backend.url_policy import task_id_text
+from yolo_backend.labelstudio.ls_auth import LabelStudioAuth
+from yolo_backend.media.fetcher import DiskCache, MediaFetcher
+from yolo_backend.media.url_policy import task_id_text
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 MEDIA_MARKERS = ("/data/upload/", "/data/local-files", "/storage-data/uploaded/", "/presign/", "/resolve/")

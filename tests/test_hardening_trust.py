@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.shapes_project import export_file, write_project
 from yolo_backend.config import Settings
-from yolo_backend.training.registry import Registry
-from yolo_backend.training.state import RunRecord
+from yolo_backend.core.registry import Registry
+from yolo_backend.core.state import RunRecord
 from yolo_backend.training.train import run_once
 
 

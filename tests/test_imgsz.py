@@ -17,10 +17,10 @@ from ultralytics.cfg import DEFAULT_CFG
 
 from tests.support.synthetic import draw_sample
 from tests.support.trained_model import trained_shapes_model
-from yolo_backend import runtime
-from yolo_backend.convert import Detection
-from yolo_backend.detector import Detector, checkpoint_imgsz
-from yolo_backend.parity import match
+from yolo_backend.formats.convert import Detection
+from yolo_backend.serving import runtime
+from yolo_backend.serving.detector import Detector, checkpoint_imgsz
+from yolo_backend.serving.parity import match
 
 CONF = 0.25  # Ultralytics' predict default
 IOU = DEFAULT_CFG.iou  # NMS as Ultralytics' defaults do it, so only the image size can differ

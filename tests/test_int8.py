@@ -9,10 +9,10 @@ import onnx
 import pytest
 
 from tests.support.synthetic import draw_sample
-from yolo_backend import int8, runtime
 from yolo_backend.config import Settings
-from yolo_backend.detector import Detector, load_ultralytics
-from yolo_backend.parity import same_detections
+from yolo_backend.serving import int8, runtime
+from yolo_backend.serving.detector import Detector, load_ultralytics
+from yolo_backend.serving.parity import same_detections
 
 IMGSZ = 160  # the trained shapes model's own size
 
@@ -205,7 +205,7 @@ def version(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The trained shapes model as a run's candidate: a real holdout, its fp32 export, the thresholds it publishes."""
     from tests.support.synthetic import yolo_lines
     from yolo_backend import kinds
-    from yolo_backend.label_config import parse
+    from yolo_backend.formats.label_config import parse
     from yolo_backend.training import fitting, scoring
     from yolo_backend.training.dataset import Dataset, Example
 

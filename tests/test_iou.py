@@ -21,9 +21,9 @@ from model import YOLOBackend
 from tests.support.random_model import build
 from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
-from yolo_backend.detector import Detector
-from yolo_backend.http_api import create_app
-from yolo_backend.overlap import box_iou
+from yolo_backend.formats.overlap import box_iou
+from yolo_backend.serving.detector import Detector
+from yolo_backend.web.http_api import create_app
 
 CONF = 0.25  # Ultralytics' predict default, and the served threshold here
 TRAINED_AT = 320

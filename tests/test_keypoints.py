@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from tests.support.tiny_pose import FLIP_IDX, KEYPOINTS, PoseSample, pose_row, tiny_pose_model, write
-from yolo_backend import convert, kinds, label_config
-from yolo_backend.convert import Detection, Target
+from yolo_backend import kinds
 from yolo_backend.errors import LabelConfigError
+from yolo_backend.formats import convert, label_config
+from yolo_backend.formats.convert import Detection, Target
+from yolo_backend.formats.yolo_folder import displayed_size
 from yolo_backend.kinds import boxes, keypoints
-from yolo_backend.yolo_folder import displayed_size
 
 ORIENTATIONS = (1, 3, 6, 8)
 TOL = 1e-4  # of the image side
@@ -282,7 +283,7 @@ def served(root: Path, tmp_path_factory: pytest.TempPathFactory):
 
     from model import YOLOBackend
     from yolo_backend.config import Settings
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     docs = tmp_path_factory.mktemp("pose-docs")
     samples = [write(docs, 500 + i, orientation, count=2, name=f"{i}.jpg")
@@ -352,8 +353,8 @@ def test_points_name_no_box_when_a_trained_version_serves_them_and_the_base_the_
     """A promoted pose version serves the keypoint control only: its points must not name the base's boxes."""
     from model import YOLOBackend
     from yolo_backend.config import Settings
-    from yolo_backend.http_api import create_app
-    from yolo_backend.training.registry import Registry, RegistryReader
+    from yolo_backend.core.registry import Registry, RegistryReader
+    from yolo_backend.web.http_api import create_app
 
     _, docs, _ = served
     settings = Settings.from_env({}, model_root=str(root), model_path="pose.pt", model_dir=str(tmp_path / "state"),
@@ -516,8 +517,8 @@ def test_a_keypoint_project_trains_promotes_and_serves_its_points(tmp_path: Path
     from tests.support.training_runs import train_once
     from yolo_backend.app import build_backend
     from yolo_backend.config import Settings
-    from yolo_backend.http_api import create_app
     from yolo_backend.training import ProjectTrainer
+    from yolo_backend.web.http_api import create_app
 
     doc_root = tmp_path / "docroot"
     tasks = [pose_task(doc_root, 8000 + i, i + 1, ORIENTATIONS[i % 4]) for i in range(20)]

@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.support.sample_images import Sample, write_sample
-from yolo_backend import convert, kinds, label_config
-from yolo_backend.convert import Detection, Target
+from yolo_backend import kinds
+from yolo_backend.formats import convert, label_config
+from yolo_backend.formats.convert import Detection, Target
+from yolo_backend.formats.yolo_folder import displayed_size
 from yolo_backend.kinds import boxes, masks, outlines
-from yolo_backend.media import open_image
-from yolo_backend.yolo_folder import displayed_size
+from yolo_backend.media.fetcher import open_image
 
 PACKAGE = Path(__file__).resolve().parent.parent / "yolo_backend"
 ORIENTATIONS = (1, 3, 6, 8)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from yolo_backend import label_config
 from yolo_backend.errors import LabelConfigError
+from yolo_backend.formats import label_config
 
 CONFIG = """
 <View>

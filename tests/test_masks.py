@@ -14,10 +14,11 @@ import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
 from tests.support.tiny_segment import NAMES, ShapeSample, outline, outline_mask, segment_row, write
-from yolo_backend import convert, kinds
+from yolo_backend import kinds
 from yolo_backend.cli import main
 from yolo_backend.config import Settings
-from yolo_backend.convert import Detection
+from yolo_backend.formats import convert
+from yolo_backend.formats.convert import Detection
 from yolo_backend.kinds import masks
 
 SIZE = (160, 128)
@@ -245,7 +246,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
     from model import YOLOBackend
     from tests.support.tiny_segment import tiny_segment_model
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     root = tmp_path_factory.mktemp("seg-root")
     shutil.copyfile(tiny_segment_model(), root / "seg.pt")

@@ -10,8 +10,8 @@ from PIL import Image
 
 from tests.support.image_server import ImageServer
 from yolo_backend.errors import MediaAccessDenied, MediaError
-from yolo_backend.ls_auth import LabelStudioAuth, is_personal_access_token, jwt_expiry
-from yolo_backend.media import DiskCache, MediaFetcher, open_image
+from yolo_backend.labelstudio.ls_auth import LabelStudioAuth, is_personal_access_token, jwt_expiry
+from yolo_backend.media.fetcher import DiskCache, MediaFetcher, open_image
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 

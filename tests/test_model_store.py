@@ -10,9 +10,9 @@ import pytest
 
 from tests.support.standin import ColorBlobDetector
 from yolo_backend.config import Settings
+from yolo_backend.core.registry import ProjectModel
 from yolo_backend.errors import ModelPathRefused
-from yolo_backend.model_store import ModelStore, safe_model_path
-from yolo_backend.training.registry import ProjectModel
+from yolo_backend.serving.model_store import ModelStore, safe_model_path
 
 
 def project_model(path: Path, version: str, control: str | None = None, **thresholds: float) -> ProjectModel:

@@ -15,7 +15,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.support.live_app import LiveApp
-from yolo_backend.openapi import document
+from yolo_backend.web.openapi import document
 
 REQUESTS_PER_MODE = 100  # x 6 operations with inputs x 2 modes, + the input-less ones: > 1,000 requests
 

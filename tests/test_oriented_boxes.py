@@ -14,10 +14,11 @@ from PIL import Image
 from ultralytics.utils.ops import regularize_rboxes, xywhr2xyxyxyxy
 
 from tests.support.sample_images import Sample, write_sample
-from yolo_backend import convert, kinds, label_config
-from yolo_backend.convert import Detection, Target
+from yolo_backend import kinds
+from yolo_backend.formats import convert, label_config
+from yolo_backend.formats.convert import Detection, Target
+from yolo_backend.formats.yolo_folder import displayed_size
 from yolo_backend.kinds import boxes, oriented_boxes
-from yolo_backend.yolo_folder import displayed_size
 
 ORIENTATIONS = (1, 3, 6, 8)
 TOL = 1e-4  # of the image side

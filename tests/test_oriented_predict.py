@@ -13,9 +13,9 @@ from model import YOLOBackend
 from tests.support.random_model import build
 from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
-from yolo_backend.detector import Detector
-from yolo_backend.http_api import create_app
 from yolo_backend.kinds import oriented_boxes
+from yolo_backend.serving.detector import Detector
+from yolo_backend.web.http_api import create_app
 
 CONF = 0.25  # Ultralytics predict default
 TRAINED_AT = 320  # not 640: the checkpoint's own size must be the one served

@@ -17,8 +17,9 @@ import pytest
 from tests.support import rotated_shapes
 from tests.support.shapes_project import export_file
 from tests.support.training_runs import train_once
-from yolo_backend import convert, kinds, overlap
+from yolo_backend import kinds
 from yolo_backend.config import Settings
+from yolo_backend.formats import convert, overlap
 from yolo_backend.kinds import oriented_boxes
 from yolo_backend.training import scoring
 
@@ -104,8 +105,8 @@ def obb_base_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_an_oriented_project_retrains_promotes_and_serves_rotated_rectangles(tmp_path: Path,
                                                                              obb_base_root: Path) -> None:
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
     from yolo_backend.training import ProjectTrainer
+    from yolo_backend.web.http_api import create_app
 
     doc_root = tmp_path / "docroot"
     tasks = [rotated_task(doc_root, 7000 + i, i + 1, (1, 3, 6, 8)[i % 4]) for i in range(30)]

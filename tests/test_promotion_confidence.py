@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from yolo_backend import status_page
 from yolo_backend.config import Settings
+from yolo_backend.core.registry import Registry
+from yolo_backend.core.state import RunRecord
+from yolo_backend.core.status import StatusBook
 from yolo_backend.training import ProjectTrainer, confidence, scoring, state
-from yolo_backend.training.registry import Registry
 from yolo_backend.training.scoring import Counts, Found, Image, Truth
-from yolo_backend.training.state import RunRecord
-from yolo_backend.training.status import StatusBook
 from yolo_backend.training.train import judge
+from yolo_backend.web import status_page
 
 BOX = (10.0, 10.0, 50.0, 50.0)
 ELSEWHERE = (100.0, 100.0, 140.0, 140.0)

@@ -13,9 +13,9 @@ from PIL import Image
 from model import YOLOBackend
 from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
-from yolo_backend.detector import Detector
 from yolo_backend.errors import ModelLoadError
-from yolo_backend.http_api import create_app
+from yolo_backend.serving.detector import Detector
+from yolo_backend.web.http_api import create_app
 
 LABELS = "".join(f'<Label value="{i}"/>' for i in range(80))
 CONFIG = (f'<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">{LABELS}'

@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.shapes_project import LABEL_CONFIG, region, write_project
 from tests.support.synthetic import Shape
-from yolo_backend import ls_client
 from yolo_backend.cli import main
+from yolo_backend.labelstudio import ls_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

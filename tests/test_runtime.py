@@ -13,12 +13,12 @@ from ultralytics import YOLO
 
 from tests.support import random_model
 from tests.support.synthetic import draw_sample
-from yolo_backend import runtime
 from yolo_backend.config import Settings
-from yolo_backend.convert import Detection
-from yolo_backend.detector import Detector
-from yolo_backend.model_store import ModelStore
-from yolo_backend.parity import MIN_COMPARED_BOXES, mismatches, same_detections
+from yolo_backend.formats.convert import Detection
+from yolo_backend.serving import runtime
+from yolo_backend.serving.detector import Detector
+from yolo_backend.serving.model_store import ModelStore
+from yolo_backend.serving.parity import MIN_COMPARED_BOXES, mismatches, same_detections
 
 IMGSZ = 256  # small: an export and a few predictions take seconds on 2 cores
 CONF = 0.25
@@ -151,7 +151,8 @@ def test_probe_images_are_varied_bgr_and_serving_never_imports_test_aids() -> No
     assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 for p in probes)
     assert len({round(p.shape[1] / p.shape[0], 2) for p in probes}) >= 4
     assert np.array_equal(probes[0], runtime.probe_images()[0])  # the same check on every start
-    script = "import sys, yolo_backend.runtime; assert not [m for m in sys.modules if m.split('.')[0] == 'tests']"
+    script = ("import sys, yolo_backend.serving.runtime\n"
+              "assert not [m for m in sys.modules if m.split('.')[0] == 'tests']")
     subprocess.run([sys.executable, "-c", script], check=True)
 
 

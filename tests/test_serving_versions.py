@@ -19,10 +19,10 @@ from tests.support.live_app import RecordingRunner
 from tests.support.standin import ColorBlobDetector
 from tests.test_training_runs import wait_for
 from yolo_backend.config import Settings
-from yolo_backend.http_api import create_app
-from yolo_backend.model_store import ModelStore
+from yolo_backend.core.registry import Registry
+from yolo_backend.serving.model_store import ModelStore
 from yolo_backend.training import ProjectTrainer
-from yolo_backend.training.registry import Registry
+from yolo_backend.web.http_api import create_app
 
 PROJECT = "4"
 TWO_CONTROLS = ('<View><Image name="image" value="$image"/>'

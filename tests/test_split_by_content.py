@@ -16,10 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.support.shapes_project import LABEL_CONFIG, write_project
 from yolo_backend.config import Settings
-from yolo_backend.media import MediaFetcher
+from yolo_backend.formats.yolo_export import ExportOptions, write_dataset
+from yolo_backend.media.fetcher import MediaFetcher
 from yolo_backend.review.folds import assign
 from yolo_backend.training.dataset import build_dataset, collect_examples, training_control
-from yolo_backend.yolo_export import ExportOptions, write_dataset
 
 PICTURES = 40  # by task id, about a third of the 40 pairs would cross a 20 % holdout
 

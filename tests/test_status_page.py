@@ -22,12 +22,12 @@ from werkzeug.serving import make_server
 from tests.support.live_app import LiveApp
 from tests.support.shapes_project import export_file, write_project
 from yolo_backend.config import Settings
-from yolo_backend.status_page import PLOTS
+from yolo_backend.core.registry import Registry, run_files
+from yolo_backend.core.state import RunRecord
+from yolo_backend.core.status import StatusBook
 from yolo_backend.training import state
-from yolo_backend.training.registry import Registry, run_files
 from yolo_backend.training.retention import RECENT_RUN_FILES, old_run_files
-from yolo_backend.training.state import RunRecord
-from yolo_backend.training.status import StatusBook
+from yolo_backend.web.status_page import PLOTS
 
 PROJECT = "31"
 EPOCHS = 8  # enough epochs for a curve of several points while the run goes
@@ -41,8 +41,8 @@ class StatusServer:
 
     def __init__(self, settings: Settings, source: str) -> None:
         from yolo_backend.app import build_backend
-        from yolo_backend.http_api import create_app
         from yolo_backend.training import ProjectTrainer
+        from yolo_backend.web.http_api import create_app
 
         self.workdir = settings.model_dir_path.parent
         self.backend = build_backend(settings, trainer=ProjectTrainer(settings, source=source))
@@ -266,7 +266,7 @@ def test_the_plot_route_serves_only_files_the_registry_names(live: LiveApp) -> N
     registry = Registry(model_dir, "6")  # a registry naming a path-like run id is refused too
     data = registry.load()
     data["versions"][0]["run_id"] = "../../.."
-    from yolo_backend.training.durable import write_json
+    from yolo_backend.core.durable import write_json
 
     write_json(registry.path, data)
     assert get(project="6", version="p6-v1", name="results").status_code == 404

@@ -19,10 +19,10 @@ import pytest
 
 from tests.test_training_runs import tiny_settings, tiny_source
 from yolo_backend.config import Settings
+from yolo_backend.core.registry import Registry
+from yolo_backend.core.status import StatusBook
 from yolo_backend.training.job import TIMED_OUT
-from yolo_backend.training.registry import Registry
 from yolo_backend.training.retention import training_images
-from yolo_backend.training.status import StatusBook
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from yolo_backend.core.registry import Registry, ServedChanged
 from yolo_backend.training import scoring
 from yolo_backend.training.dataset import Example, carve_val, split
-from yolo_backend.training.registry import Registry, ServedChanged
 from yolo_backend.training.scoring import Found, Image, Truth
 
 BOX = (10.0, 10.0, 50.0, 50.0)

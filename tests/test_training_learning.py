@@ -56,8 +56,8 @@ def iou(a, b) -> float:
 @pytest.mark.slow
 def test_a_run_learns_promotes_and_serves(tmp_path: Path, shapes_base_root: Path) -> None:
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
     from yolo_backend.training import ProjectTrainer
+    from yolo_backend.web.http_api import create_app
 
     doc_root = tmp_path / "docroot"
     tasks = write_project(doc_root, 40)

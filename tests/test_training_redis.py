@@ -14,8 +14,8 @@ import pytest
 
 from tests.test_training_runs import finished, tiny_settings, tiny_source
 from yolo_backend.config import SETTINGS, Settings
+from yolo_backend.core.status import StatusBook
 from yolo_backend.training import ProjectTrainer
-from yolo_backend.training.status import StatusBook
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent

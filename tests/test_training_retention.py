@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.shapes_project import LABEL_CONFIG, write_project
-from yolo_backend import runtime
 from yolo_backend.config import Settings
+from yolo_backend.core.registry import Registry
+from yolo_backend.serving import runtime
 from yolo_backend.training.dataset import build_dataset
-from yolo_backend.training.registry import Registry
 from yolo_backend.training.retention import prune, training_images
 
 PROJECT = "7"

@@ -15,10 +15,10 @@ import pytest
 
 from tests.support.shapes_project import export_file, write_project
 from yolo_backend.config import Settings
+from yolo_backend.core.registry import Registry
+from yolo_backend.core.status import StatusBook
 from yolo_backend.training import ProjectTrainer
 from yolo_backend.training.coalesce import Coalescer
-from yolo_backend.training.registry import Registry
-from yolo_backend.training.status import StatusBook
 
 pytestmark = pytest.mark.slow
 

@@ -19,13 +19,13 @@ from tests.support.shapes_project import export_file, write_project
 from tests.test_training_redis import redis_url, settings_env  # noqa: F401  (fixture)
 from tests.test_training_runs import alive, tiny_settings, wait_for
 from yolo_backend.config import Settings
+from yolo_backend.core.durable import is_locked
+from yolo_backend.core.registry import project_dir
+from yolo_backend.core.state import RunRecord, RunState, start
+from yolo_backend.core.status import StatusBook
 from yolo_backend.training import ProjectTrainer
 from yolo_backend.training.coalesce import Coalescer
-from yolo_backend.training.durable import is_locked
 from yolo_backend.training.job import record_timeout
-from yolo_backend.training.registry import project_dir
-from yolo_backend.training.state import RunRecord, RunState, start
-from yolo_backend.training.status import StatusBook
 
 TIMEOUT = 5
 WAIT = TIMEOUT + 120  # how long a test polls for the outcome: generous, a busy machine starts processes slowly

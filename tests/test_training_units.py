@@ -14,15 +14,15 @@ from PIL import Image
 from tests.support.shapes_project import LABEL_CONFIG, export_file, region, write_project
 from tests.support.synthetic import Shape
 from yolo_backend.config import Settings
-from yolo_backend.convert import parse_yolo_line
+from yolo_backend.core.durable import locked, read_json, write_json
+from yolo_backend.core.registry import Registry, RegistryReader
+from yolo_backend.core.state import RunRecord, RunState
+from yolo_backend.core.status import StatusBook
+from yolo_backend.formats.convert import parse_yolo_line
 from yolo_backend.training import ProjectTrainer, state
 from yolo_backend.training.coalesce import Coalescer
 from yolo_backend.training.collect import chosen_annotation
 from yolo_backend.training.dataset import build_dataset, in_holdout, split
-from yolo_backend.training.durable import locked, read_json, write_json
-from yolo_backend.training.registry import Registry, RegistryReader
-from yolo_backend.training.state import RunRecord, RunState
-from yolo_backend.training.status import StatusBook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,7 +95,7 @@ def test_registry_reader_notices_a_version_published_by_another_process(tmp_path
     reader = RegistryReader(tmp_path)
     assert reader("4") == ()
     (tmp_path / "w.pt").write_bytes(b"w")
-    code = ("import sys; from pathlib import Path; from yolo_backend.training.registry import Registry; "
+    code = ("import sys; from pathlib import Path; from yolo_backend.core.registry import Registry; "
             "Registry(Path(sys.argv[1]), '4').publish(Path(sys.argv[1]) / 'w.pt', ['a'], {}, 'r')")
     for expected in ("p4-v1", "p4-v2"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=ROOT)
@@ -240,7 +240,7 @@ def test_too_little_data_is_a_not_started_status_not_an_error(tmp_path: Path) ->
 
 def test_routes_status_versions_rollback_and_gauges(tmp_path: Path) -> None:
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     settings = settings_for(tmp_path, admin_open=True)  # the admin routes (status, rollback, metrics) unlocked
     backend = build_backend(settings, start=False)

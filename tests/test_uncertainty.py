@@ -13,10 +13,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from model import YOLOBackend
-from yolo_backend import convert, kinds, uncertainty
+from yolo_backend import kinds
 from yolo_backend.config import Settings
-from yolo_backend.convert import Detection, Target
-from yolo_backend.http_api import create_app
+from yolo_backend.formats import convert
+from yolo_backend.formats.convert import Detection, Target
+from yolo_backend.serving import uncertainty
+from yolo_backend.web.http_api import create_app
 
 BOX = (0.0, 0.0, 10.0, 10.0)
 SHAPES = Target("label", "image", "rectanglelabels", labels={0: "square", 1: "circle"}, threshold=0.5)

@@ -17,7 +17,7 @@ import pytest
 from tests.support import moving_shapes
 from tests.support.image_server import ImageServer
 from yolo_backend.config import Settings
-from yolo_backend.overlap import box_iou
+from yolo_backend.formats.overlap import box_iou
 from yolo_backend.video import frames, keyframes
 
 CONFIG = """<View><Video name="video" value="$video" framerate="25.0"/>
@@ -42,7 +42,7 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, moving_
 
 def client_for(roots: tuple[Path, Path, Any], tmp_path: Path, **overrides: Any) -> Any:
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     models, docs, _ = roots
     settings = Settings.from_env({}, **{

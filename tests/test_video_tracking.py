@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import moving_shapes
 from yolo_backend.errors import MediaError
-from yolo_backend.overlap import box_iou
+from yolo_backend.formats.overlap import box_iou
 from yolo_backend.video import frames, keyframes
 from yolo_backend.video.tracking import TrackPoint
 
@@ -91,7 +91,7 @@ def test_tracks_survive_a_crossing_and_end_when_the_object_leaves(video: moving_
     from ultralytics import YOLO
 
     from tests.support.trained_model import trained_shapes_model
-    from yolo_backend.detector import Detector
+    from yolo_backend.serving.detector import Detector
     from yolo_backend.video.tracking import track
 
     detector = Detector(YOLO(str(trained_shapes_model())), imgsz=320, name="shapes")

@@ -20,9 +20,9 @@ import pytest
 from tests.support import moving_shapes
 from tests.support.shapes_project import export_file
 from tests.support.training_runs import train_once
-from yolo_backend import convert
 from yolo_backend.config import Settings
-from yolo_backend.overlap import box_iou
+from yolo_backend.formats import convert
+from yolo_backend.formats.overlap import box_iou
 from yolo_backend.video import annotations
 from yolo_backend.video.annotations import Track
 from yolo_backend.video.frames import VideoInfo
@@ -190,7 +190,7 @@ def test_a_video_project_trains_on_its_frames_split_by_video(project: tuple[Path
 
 
 def test_one_video_cannot_start_a_run(project: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:
-    from yolo_backend.training.state import RunRecord
+    from yolo_backend.core.state import RunRecord
     from yolo_backend.training.train import run_once
 
     doc_root, tasks = project
@@ -247,8 +247,8 @@ def renamed_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_annotated_videos_retrain_promote_and_serve_tracks(tmp_path: Path, renamed_base: Path) -> None:
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
     from yolo_backend.training import ProjectTrainer
+    from yolo_backend.web.http_api import create_app
 
     doc_root = tmp_path / "docroot"
     tasks = [video_task(doc_root, task_id, frames=40, every=6) for task_id in range(1, 6)]
@@ -343,10 +343,10 @@ def test_the_gate_scores_a_video_model_on_the_tracks_it_serves(tmp_path: Path, s
     """
     from yolo_backend import kinds
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
-    from yolo_backend.label_config import parse
+    from yolo_backend.formats.label_config import parse
     from yolo_backend.training import ProjectTrainer, fitting, scoring
     from yolo_backend.training.dataset import build_dataset
+    from yolo_backend.web.http_api import create_app
 
     doc_root = tmp_path / "docroot"
     tasks = [video_task(doc_root, task_id, frames=40, every=6) for task_id in range(1, 6)]

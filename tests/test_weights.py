@@ -29,7 +29,7 @@ NEVER_SERVED = hashlib.sha256(b"no file is served here").hexdigest()
 def service(tmp_path: Path, host: ReleaseHost | None, **overrides: Any) -> tuple[Any, Any]:
     """A backend fetching from the loopback host: plain http allowed, WEIGHTS_SHA256 given per test."""
     from yolo_backend.app import build_backend
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     docs = tmp_path / "docs"
     docs.mkdir(parents=True, exist_ok=True)
@@ -155,10 +155,10 @@ def test_the_default_weights_url_is_the_release_ultralytics_itself_downloads_fro
 
 def test_the_build_time_command_fetches_model_path_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
-    """What the Dockerfile runs: ``python -m yolo_backend.weights`` puts MODEL_PATH into MODEL_ROOT."""
+    """What the Dockerfile runs: ``python -m yolo_backend.serving.weights`` puts MODEL_PATH into MODEL_ROOT."""
     from ultralytics import YOLO
 
-    from yolo_backend import weights
+    from yolo_backend.serving import weights
 
     YOLO("yolov5nu.yaml").save(str(tmp_path / "built.pt"))
     host = ReleaseHost({"yolo11n.pt": (tmp_path / "built.pt").read_bytes()})
@@ -214,7 +214,7 @@ def test_a_download_with_another_sha256_is_removed_reported_and_the_service_serv
 
 
 def test_a_published_name_is_checked_against_its_pinned_sha256(tmp_path: Path, built_checkpoint: bytes) -> None:
-    from yolo_backend.weights import PUBLISHED_SHA256
+    from yolo_backend.serving.weights import PUBLISHED_SHA256
 
     host = ReleaseHost({"yolo11n.pt": built_checkpoint})  # a stand-in, not the real yolo11n.pt
     try:
@@ -256,7 +256,7 @@ def test_a_published_name_with_no_known_sha256_is_not_fetched_without_weights_sh
 
 
 def test_pinned_names_are_published_and_weights_sha256_must_be_a_digest() -> None:
-    from yolo_backend.weights import PUBLISHED_SHA256, published
+    from yolo_backend.serving.weights import PUBLISHED_SHA256, published
 
     assert all(published(name) and len(digest) == 64 for name, digest in PUBLISHED_SHA256.items())
     with pytest.raises(ValueError, match="WEIGHTS_SHA256='abc'"):

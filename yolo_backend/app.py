@@ -7,18 +7,17 @@ import logging
 from flask import Flask
 
 from .config import Settings
-from .http_api import create_app
 from .logs import configure
-from .model_store import ModelStore
+from .serving.backend import YOLOBackend
+from .serving.model_store import ModelStore
 from .training import ProjectTrainer, build_trainer
 from .training.gauges import TrainingCollector
+from .web.http_api import create_app
 
 
 def build_backend(settings: Settings, store: ModelStore | None = None, start: bool = True,
                   trainer: ProjectTrainer | None = None):
     """The backend with its model store and trainer; the base model starts loading in the background."""
-    from model import YOLOBackend  # the top-level model.py, as Label Studio users expect it
-
     store = store or ModelStore(settings)
     trainer = trainer or build_trainer(settings)
     store.use_project_models(trainer.lookup)  # serve each project's promoted version, seen by every worker

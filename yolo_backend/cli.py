@@ -19,13 +19,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from . import kinds, ls_client
+from . import kinds
+from .labelstudio import ls_client
 
 if TYPE_CHECKING:
-    from .label_config import ControlSpec
-from .checkpoints import safe_model_path
+    from .formats.label_config import ControlSpec
 from .config import SETTINGS
 from .errors import BackendError
+from .serving.checkpoints import safe_model_path
 
 EPILOG = "Environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY (and MODEL_ROOT, MODEL_PATH, ... for prelabel)."
 
@@ -227,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands ------------------------------------------------------------------------------
 def _run_import(args: argparse.Namespace) -> int:
-    from .ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
-    from .yolo_folder import class_folder_names, class_names, find_class_samples, find_samples, keypoint_names
+    from .formats.ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
+    from .formats.yolo_folder import class_folder_names, class_names, find_class_samples, find_samples, keypoint_names
 
     folders = args.type == kinds.classes.RESULT_TYPE  # choices: class folders <split>/<class>/<image>, no labels
     names = dict(enumerate(_classes(args.classes) or class_folder_names(args.folder))) if folders \
@@ -261,9 +262,9 @@ def _run_import(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .ls_auth import LabelStudioAuth
-    from .media import DiskCache, MediaFetcher
-    from .yolo_export import ExportOptions, label_names, write_dataset
+    from .formats.yolo_export import ExportOptions, label_names, write_dataset
+    from .labelstudio.ls_auth import LabelStudioAuth
+    from .media.fetcher import DiskCache, MediaFetcher
 
     if bool(args.from_file) == bool(args.project):
         raise ValueError("give either --from-file EXPORT.json or --project ID")
@@ -298,7 +299,7 @@ def _list_problems(what: str, lines: list[str], limit: int = 20) -> None:
 
 def _export_control(client: object, args: argparse.Namespace) -> ControlSpec | None:
     """The exported control: --from-name's (else the first) of the project's label config or --label-config."""
-    from .label_config import parse
+    from .formats.label_config import parse
 
     config = args.label_config.read_text() if args.label_config else (
         ls_client.label_config(client, args.project) if client else None)
@@ -316,7 +317,7 @@ def _run_prelabel(args: argparse.Namespace) -> int:
     import httpx
     import requests
 
-    from .prelabel import InProcessPredictor, Outcome, RemotePredictor, in_process_backend, prelabel
+    from .labelstudio.prelabel import InProcessPredictor, Outcome, RemotePredictor, in_process_backend, prelabel
 
     client = ls_client.connect(args.url, args.api_key)
     config = ls_client.label_config(client, args.project)
@@ -344,7 +345,7 @@ def _run_prelabel(args: argparse.Namespace) -> int:
 
 def _run_review(args: argparse.Namespace) -> int:
     from .config import Settings
-    from .media import MediaFetcher
+    from .media.fetcher import MediaFetcher
     from .review.flags import Rules
     from .review.folds import Plan
     from .review.project import Options, Outcome, review_project
@@ -372,7 +373,7 @@ def _run_review(args: argparse.Namespace) -> int:
 
 
 def _has_video(config: str) -> bool:
-    from . import label_config
+    from .formats import label_config
 
     try:
         return any(spec.media == "video" for spec in label_config.parse(config))

@@ -20,7 +20,7 @@ from tests.e2e.test_training import report, train, training_status, wait_for
 from tests.support.backend_server import BackendServer, start_backend
 from tests.support.label_studio import LabelStudioServer
 from tests.support.tiny_segment import ShapeSample, write
-from yolo_backend import convert
+from yolo_backend.formats import convert
 from yolo_backend.kinds import masks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

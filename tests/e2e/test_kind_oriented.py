@@ -20,7 +20,8 @@ from tests.e2e.test_training import report, train, training_status, wait_for
 from tests.support import rotated_shapes
 from tests.support.backend_server import BackendServer, start_backend
 from tests.support.label_studio import LabelStudioServer
-from yolo_backend import convert, kinds
+from yolo_backend import kinds
+from yolo_backend.formats import convert
 from yolo_backend.kinds import oriented_boxes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

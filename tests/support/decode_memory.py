@@ -45,7 +45,7 @@ def measure(side: int, count: int, budget_mb: int | None, folder: Path) -> dict[
 
     from yolo_backend.app import build_backend
     from yolo_backend.config import Settings
-    from yolo_backend.http_api import create_app
+    from yolo_backend.web.http_api import create_app
 
     flat_png(folder / f"flat{side}.png", side)
     Image.new("RGB", (64, 48), "white").save(folder / "small.png")

@@ -22,8 +22,8 @@ from model import YOLOBackend
 from tests.support.standin import ColorBlobDetector, standin_store
 from tests.support.standin_label_studio import StandinLabelStudio
 from yolo_backend.config import Settings
-from yolo_backend.http_api import create_app
 from yolo_backend.training import ProjectTrainer
+from yolo_backend.web.http_api import create_app
 
 
 class RecordingRunner:

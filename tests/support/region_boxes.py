@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from yolo_backend import convert, kinds
-from yolo_backend.convert import YoloBox
+from yolo_backend import kinds
+from yolo_backend.formats import convert
+from yolo_backend.formats.convert import YoloBox
 
 
 def region_box(region: dict[str, Any], class_ids: dict[str, int]) -> YoloBox | None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from yolo_backend.config import Settings
-from yolo_backend.convert import Detection
-from yolo_backend.model_store import ModelStore
+from yolo_backend.formats.convert import Detection
+from yolo_backend.serving.model_store import ModelStore
 
 RED_BGR = (0, 0, 255)
 # The label config the stand-in's classes fit: one box control with the label "Car".

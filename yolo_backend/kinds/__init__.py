@@ -53,12 +53,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .. import convert, overlap
-from ..convert import Detection, Target, YoloBox
+from ..formats import convert, overlap
+from ..formats.convert import Detection, Target, YoloBox
 from . import boxes, classes, keypoints, masks, oriented_boxes, outlines, video_boxes
 
 if TYPE_CHECKING:  # the label config imports this registry
-    from ..label_config import ControlSpec
+    from ..formats.label_config import ControlSpec
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 pixels
 
@@ -249,7 +249,7 @@ def class_labels(kind: Kind, spec: ControlSpec, names: Mapping[int, str]) -> dic
     hook = getattr(kind, "class_labels", None)
     if hook is not None:
         return dict(hook(spec, names))
-    from ..label_config import map_classes  # the label config imports this registry
+    from ..formats.label_config import map_classes  # the label config imports this registry
 
     return map_classes(spec, names)
 

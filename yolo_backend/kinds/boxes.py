@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import convert
-from ..convert import Detection, YoloBox
+from ..formats import convert
+from ..formats.convert import Detection, YoloBox
 
 CONTROL = "RectangleLabels"
 RESULT_TYPE = "rectanglelabels"

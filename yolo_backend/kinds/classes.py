@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import convert
-from ..convert import Detection, Target, YoloBox
+from ..formats import convert
+from ..formats.convert import Detection, Target, YoloBox
 
 if TYPE_CHECKING:  # the label config imports the registry, which imports this module
-    from ..label_config import ControlSpec
+    from ..formats.label_config import ControlSpec
 
 CONTROL = "Choices"
 RESULT_TYPE = "choices"

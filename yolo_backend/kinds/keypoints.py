@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import convert
-from .. import overlap as geometry
-from ..convert import Detection, Target, YoloBox
 from ..errors import LabelConfigError
+from ..formats import convert
+from ..formats import overlap as geometry
+from ..formats.convert import Detection, Target, YoloBox
 
 if TYPE_CHECKING:
-    from ..kinds import Place
-    from ..label_config import ControlSpec
+    from ..formats.label_config import ControlSpec
+    from . import Place
 
 CONTROL = "KeyPointLabels"
 RESULT_TYPE = "keypointlabels"

@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 from label_studio_sdk.converter.brush import decode_rle, mask2rle
 
-from .. import convert
-from .. import overlap as geometry
-from ..convert import Detection, YoloBox
+from ..formats import convert
+from ..formats import overlap as geometry
+from ..formats.convert import Detection, YoloBox
 
 CONTROL = "BrushLabels"
 RESULT_TYPE = "brushlabels"

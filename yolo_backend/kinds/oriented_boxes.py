@@ -29,9 +29,9 @@ from typing import Any, Sequence
 import numpy as np
 from label_studio_sdk.converter.utils import convert_annotation_to_yolo_obb
 
-from .. import convert
-from .. import overlap as geometry
-from ..convert import Detection, YoloBox
+from ..formats import convert
+from ..formats import overlap as geometry
+from ..formats.convert import Detection, YoloBox
 
 CONTROL = "RectangleLabels"
 RESULT_TYPE = "rectanglelabels"

@@ -11,9 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import convert
-from .. import overlap as geometry
-from ..convert import Detection, YoloBox
+from ..formats import convert
+from ..formats import overlap as geometry
+from ..formats.convert import Detection, YoloBox
 
 CONTROL = "PolygonLabels"
 RESULT_TYPE = "polygonlabels"

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..overlap import box_iou
+from ..formats.overlap import box_iou
 from ..training.scoring import Image
 
 KINDS = ("missed", "spurious", "wrong_class", "loose")

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import kinds
 from ..config import Settings
-from ..label_config import ControlSpec
+from ..formats.label_config import ControlSpec
 from ..training import scoring
 from ..training.dataset import Example, carve_val, groups, write_dataset
 

@@ -21,10 +21,11 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from .. import kinds, ls_client
+from .. import kinds
 from ..config import Settings
-from ..label_config import ControlSpec
-from ..media import MediaFetcher
+from ..formats.label_config import ControlSpec
+from ..labelstudio import ls_client
+from ..media.fetcher import MediaFetcher
 from ..progress import bar
 from ..training.collect import chosen_annotation
 from ..training.dataset import collect_examples, training_control

@@ -21,7 +21,7 @@ import requests
 
 from ..config import Settings
 from ..errors import LabelStudioUnavailable
-from ..ls_auth import LabelStudioAuth
+from ..labelstudio.ls_auth import LabelStudioAuth
 
 log = logging.getLogger("yolo_backend.training")
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from .durable import is_locked, locked, read_json, write_json
-from .registry import project_dir
+from ..core.durable import is_locked, locked, read_json, write_json
+from ..core.registry import project_dir
 
 Decision = Literal["queued", "folded", "counted"]
 JobAlive = Callable[[dict[str, Any]], bool]  # runner's view: is this queued job still going to run?

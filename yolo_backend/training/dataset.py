@@ -27,11 +27,12 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from .. import kinds, label_config
+from .. import kinds
 from ..config import Settings
+from ..core.filehash import sha256_of
 from ..errors import BackendError, LabelConfigError
-from ..filehash import sha256_of
-from ..media import MediaFetcher, open_image
+from ..formats import label_config
+from ..media.fetcher import MediaFetcher, open_image
 from .collect import chosen_annotation
 from .retention import TRAINING_IMAGES, training_images
 

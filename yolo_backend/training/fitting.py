@@ -18,13 +18,13 @@ import numpy as np
 
 from .. import kinds
 from ..config import Settings
-from ..detector import pick_device
+from ..core.durable import write_json
+from ..core.registry import RUN_FILES
+from ..formats.label_config import ControlSpec
 from ..kinds import Kind
-from ..label_config import ControlSpec
+from ..serving.detector import pick_device
 from . import scoring
 from .dataset import Example
-from .durable import write_json
-from .registry import RUN_FILES
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def no_model(examples: Sequence[Example], kind: Kind) -> list[scoring.Image]:
 
 def holdout_detector(checkpoint: Path, settings: Settings, engine: Path | None = None) -> Any:
     """The checkpoint as the service loads it (IMGSZ or its own size, IOU, MAX_DET); ``engine``: an export of it."""
-    from ..detector import Detector, checkpoint_imgsz, checkpoint_iou, load_ultralytics
+    from ..serving.detector import Detector, checkpoint_imgsz, checkpoint_iou, load_ultralytics
 
     model = load_ultralytics(checkpoint)
     imgsz = settings.fixed_imgsz or checkpoint_imgsz(model)

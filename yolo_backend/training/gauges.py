@@ -12,8 +12,8 @@ from typing import Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .durable import read_json
-from .state import RunState
+from ..core.durable import read_json
+from ..core.state import RunState
 
 
 class TrainingCollector(Collector):

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..config import Settings
+from ..core import state
+from ..core.durable import locked
+from ..core.registry import Registry, project_dir
+from ..core.state import RunRecord, RunState
+from ..core.status import StatusBook
 from ..logs import configure
-from . import state
 from .coalesce import Coalescer
 from .collect import LABEL_STUDIO
-from .durable import locked
-from .registry import Registry, project_dir
-from .state import RunRecord, RunState
-from .status import StatusBook
 from .train import retain, run_once
 
 log = logging.getLogger("yolo_backend.training")

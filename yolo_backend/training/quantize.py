@@ -14,10 +14,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import int8, kinds
+from .. import kinds
 from ..config import Settings
+from ..formats.label_config import ControlSpec, parse
 from ..kinds import Kind
-from ..label_config import ControlSpec, parse
+from ..serving import int8
 from . import scoring
 from .dataset import Dataset, Example
 
@@ -56,9 +57,9 @@ def for_base(checkpoint: Path, folder: Path, settings: Settings) -> dict:
     """
     import cv2
 
-    from .. import runtime
-    from ..detector import checkpoint_imgsz, load_ultralytics, pick_device
-    from ..yolo_folder import find_samples
+    from ..formats.yolo_folder import find_samples
+    from ..serving import runtime
+    from ..serving.detector import checkpoint_imgsz, load_ultralytics, pick_device
 
     samples = [s for s in find_samples(folder) if s.label is not None]
     if len(samples) < 4:

@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .registry import RUN_FILES, Registry, project_dir
+from ..core.registry import RUN_FILES, Registry, project_dir
 
 log = logging.getLogger("yolo_backend.training")
 
@@ -112,7 +112,7 @@ def _export_key(registry: Registry, entry: dict[str, Any]) -> str | None:
     """The content key naming the entry's export folders; computed from the checkpoint for older entries."""
     if entry.get("export_key"):
         return str(entry["export_key"])
-    from .. import runtime  # lazily: the dataset step imports this module, and needs no detector
+    from ..serving import runtime  # lazily: the dataset step imports this module, and needs no detector
 
     checkpoint = registry.checkpoint(entry)
     return runtime.content_key(checkpoint) if checkpoint.is_file() else None
@@ -121,7 +121,7 @@ def _export_key(registry: Registry, entry: dict[str, Any]) -> str | None:
 def _exports_of(runtime_root: Path, version: str, key: str | None, in_use: set[str | None]) -> list[Path]:
     """Export folders of a removed version: by content key (unless a kept version has the same
     weights), and the ones named by version that exports made before content keys."""
-    from .. import runtime
+    from ..serving import runtime
 
     folders = runtime.export_dirs(runtime_root, key) if key and key not in in_use else []
     legacy = [p for p in runtime_root.glob(f"{version}-*") if p.is_dir()] if runtime_root.is_dir() else []

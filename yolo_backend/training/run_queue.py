@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .durable import is_locked, locked, read_json, write_json
+from ..core.durable import is_locked, locked, read_json, write_json
 
 QUEUE_FILE = "training-queue.json"
 SLOT_LOCK = "training-slot.lock"  # taken by job.run_job(one_at_a_time=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ..config import Settings
-from .durable import locked
+from ..core.durable import locked
 from .run_queue import QueueFull, RunQueue, proc_stat, process_alive
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..overlap import box_iou
+from ..formats.overlap import box_iou
 from . import confidence
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # mAP50-95, as COCO and Ultralytics

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import kinds
-from ..checkpoints import safe_model_path
 from ..config import Settings
+from ..core import state
+from ..core.registry import Registry, ServedChanged, project_dir
+from ..core.state import RunRecord
+from ..core.status import StatusBook
 from ..errors import LabelConfigError
-from ..model_store import UNTRAINED, checkpoint_version
-from . import quantize, scoring, state
+from ..serving.checkpoints import safe_model_path
+from ..serving.model_store import UNTRAINED, checkpoint_version
+from . import quantize, scoring
 from .collect import LABEL_STUDIO, load_project
 from .dataset import Dataset, Example, build_dataset, passed_over, training_control
-from .registry import Registry, ServedChanged, project_dir
 from .retention import prune
-from .state import RunRecord
-from .status import StatusBook
 
 log = logging.getLogger("yolo_backend.training")
 
@@ -223,7 +224,7 @@ class _Served:
 
 @functools.lru_cache(maxsize=8)
 def _checkpoint_task(path: str) -> str | None:
-    from ..detector import load_ultralytics
+    from ..serving.detector import load_ultralytics
 
     return getattr(load_ultralytics(Path(path)), "task", None)
 
@@ -248,8 +249,8 @@ def _served_now(settings: Settings, registry: Registry, model_path: str | None =
 
 def _prepare_runtime(candidate: Path, dataset: Dataset, settings: Settings) -> tuple[dict, int]:
     """Export the candidate for RUNTIME and check it answers as torch on up to 16 holdout images."""
-    from .. import runtime
-    from ..detector import checkpoint_imgsz, pick_device
+    from ..serving import runtime
+    from ..serving.detector import checkpoint_imgsz, pick_device
     from .fitting import holdout_images
 
     imgsz = settings.fixed_imgsz or checkpoint_imgsz(candidate)

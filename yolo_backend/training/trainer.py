@@ -1,4 +1,4 @@
-"""The trainer ``model.YOLOBackend.fit`` hands events to: admits, counts, coalesces, submits; never trains.
+"""The trainer ``serving.backend.YOLOBackend.fit`` hands events to: admits, counts, coalesces, submits; never trains.
 
 Everything here answers within milliseconds (a cached or 0.5 s Label Studio lookup, a file
 lock, a small JSON file, a process start or a Redis call with short timeouts), so the
@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..core import state
+from ..core.durable import read_json
+from ..core.registry import Registry, RegistryReader, project_dir
+from ..core.state import RunRecord
+from ..core.status import StatusBook
 from ..errors import BadRequest
-from . import state
 from .admission import KnownProjects, Refusal, RefusalLog
 from .coalesce import Coalescer
 from .collect import LABEL_STUDIO
-from .durable import read_json
-from .registry import Registry, RegistryReader, project_dir
 from .run_queue import QueueFull
 from .runner import Runner, make_runner
-from .state import RunRecord
-from .status import StatusBook
 
 log = logging.getLogger("yolo_backend.training")
 

@@ -12,10 +12,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .. import kinds, label_config
+from .. import kinds
 from ..config import Settings
 from ..errors import BackendError
-from ..media import MediaFetcher
+from ..formats import label_config
+from ..media.fetcher import MediaFetcher
 from ..video import annotations, frames
 from .collect import chosen_annotation
 from .dataset import Dataset, Example, file_digest, split, write_dataset

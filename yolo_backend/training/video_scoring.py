@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import convert
 from ..config import Settings
+from ..formats import convert
+from ..formats.label_config import ControlSpec
 from ..kinds import Kind
-from ..label_config import ControlSpec
 from ..video import annotations, keyframes, predict
 from ..video.frames import VideoInfo, probe
 from . import scoring

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import convert
+from ..formats import convert
 from ..kinds import video_boxes
 from .frames import VideoInfo
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..overlap import paired_box_iou
+from ..formats.overlap import paired_box_iou
 from .annotations import frame_boxes as frame_boxes  # re-exported: the reader of what ``sequence`` writes
 from .frames import VideoInfo
 from .tracking import TrackPoint

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import convert
-from ..checkpoints import safe_model_path
 from ..config import Settings
 from ..errors import LabelConfigError, MediaError
+from ..formats import convert
 from ..kinds import video_boxes
+from ..serving.checkpoints import safe_model_path
 from . import keyframes, tracking
 from .frames import VideoInfo, read_frames
 

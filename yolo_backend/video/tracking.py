@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..convert import Detection
+from ..formats.convert import Detection
 
 TRACKERS = ("bytetrack", "botsort")
 

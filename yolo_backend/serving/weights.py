@@ -9,7 +9,7 @@ the target and renamed, so a truncated, corrupt or changed download is removed a
 never unpickled. Size and CRCs catch accidents; only the digest catches a swapped file, so a
 name without a known digest (``PUBLISHED_SHA256``) is fetched only when ``WEIGHTS_SHA256``
 names one, and a plain-http ``WEIGHTS_URL`` only with ``WEIGHTS_URL_INSECURE=true``.
-Nothing else is ever downloaded at run time. ``python -m yolo_backend.weights`` fetches at
+Nothing else is ever downloaded at run time. ``python -m yolo_backend.serving.weights`` fetches at
 image build time.
 """
 
@@ -22,8 +22,8 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config import Settings
-from .filehash import sha256_of
+from ..config import Settings
+from ..core.filehash import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,10 @@ def _not_a_checkpoint(path: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m yolo_backend.weights [NAME]``: fetch MODEL_PATH (or NAME) into MODEL_ROOT, as the service would."""
+    """``python -m yolo_backend.serving.weights [NAME]``: fetch MODEL_PATH (or NAME) into MODEL_ROOT.
+
+    The same fetch the service would make.
+    """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = Settings.from_env()
     name = (argv if argv is not None else sys.argv[1:])[:1] or [settings.model_path]

@@ -42,8 +42,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .convert import Detection, Target
-from .kinds import classes
+from ..formats.convert import Detection, Target
+from ..kinds import classes
 
 # The lowest score counted as a decision: below it YOLO's candidates are mostly background noise
 # (Ultralytics' ByteTrack keeps low boxes from 0.1 up, track_low_thresh). Never above half the threshold.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .convert import Detection
+from ..formats.convert import Detection
 
 MIN_IOU = 0.99
 MAX_SCORE_DIFF = 0.01

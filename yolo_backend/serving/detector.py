@@ -16,9 +16,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .convert import Detection
-from .errors import ModelLoadError
-from .kinds import SERVING_TASKS
+from ..errors import ModelLoadError
+from ..formats.convert import Detection
+from ..kinds import SERVING_TASKS
 
 log = logging.getLogger(__name__)
 

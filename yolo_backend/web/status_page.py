@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 
 import requests
 
-from .training.durable import read_json
-from .training.registry import PROJECT_ID, Registry, project_dir, run_files
-from .training.status import StatusBook
+from ..core.durable import read_json
+from ..core.registry import PROJECT_ID, Registry, project_dir, run_files
+from ..core.status import StatusBook
 
 PLOTS = {"results": "results.png", "confusion_matrix": "confusion_matrix.png",
          "confusion_matrix_normalized": "confusion_matrix_normalized.png"}  # the only files /status/plot serves

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable
 
-from .config import Settings
+from ..config import Settings
 
 
 def is_loopback(host: str) -> bool:

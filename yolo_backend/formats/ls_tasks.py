@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from . import convert, kinds
-from .progress import bar
+from .. import kinds
+from ..progress import bar
+from . import convert
 from .yolo_folder import Sample, displayed_size, read_labels
 
 MISSING_CHOICES = ("empty", "skip", "whole")

@@ -15,7 +15,7 @@ import time
 
 import requests
 
-from .errors import LabelStudioUnavailable
+from ..errors import LabelStudioUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 from PIL import Image
 
-from . import kinds
+from .. import kinds
+from ..progress import bar
+from ..training.collect import chosen_annotation  # the same rules training uses
+from ..training.dataset import class_folder_name, file_digest, rank, split
+from ..video import annotations, frames
 from .label_config import ControlSpec
-from .progress import bar
-from .training.collect import chosen_annotation  # the same rules training uses
-from .training.dataset import class_folder_name, file_digest, rank, split
-from .video import annotations, frames
 from .yolo_folder import IMAGE_SUFFIXES
 
 __all__ = ["chosen_annotation"]

@@ -2,7 +2,7 @@
 
 Routes: ``/health`` (and ``/``), ``/setup``, ``/predict``, ``/webhook``, ``/versions``,
 ``/metrics``, and ``/status`` for people (``/`` too, for a browser). Request bodies are validated
-here; the work happens in ``model.YOLOBackend``.
+here; the work happens in ``serving.backend.YOLOBackend``.
 Errors become ``{"error": kind, "message": ...}`` in one handler; tracebacks stay in the log.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from .errors import BackendError, BadRequest
+from ..errors import BackendError, BadRequest
+from ..training.admission import RefusalLog
 from .openapi import document as openapi_document
 from .status_page import LabelStudioProbe, gather, plot_path, render
-from .training.admission import RefusalLog
 
 log = logging.getLogger(__name__)
 

@@ -219,9 +219,9 @@ def prepare_apart(checkpoint: Path, requested: str, device: str, imgsz: int, cac
     640 px, measured) a process keeps for good; a worker that then serves an export would
     carry it for nothing. Any failure of the child is a torch verdict with the reason.
     """
-    from .training.runner import child_env
+    from ..training.runner import child_env
 
-    argv = [sys.executable, "-m", "yolo_backend.runtime", str(checkpoint), requested, device, str(imgsz),
+    argv = [sys.executable, "-m", "yolo_backend.serving.runtime", str(checkpoint), requested, device, str(imgsz),
             str(cache_root)]
     try:
         done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=timeout, env=child_env(), check=False)

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import requests
 
+from ..progress import bar
 from . import ls_client
-from .progress import bar
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Predictor(Protocol):
 
 
 class InProcessPredictor:
-    """``model.YOLOBackend`` in this process, with the project's label config."""
+    """``serving.backend.YOLOBackend`` in this process, with the project's label config."""
 
     def __init__(self, backend: Any, project: int, label_config: str) -> None:
         self.backend, self.project, self.label_config = backend, str(project), label_config
@@ -66,8 +66,8 @@ class BackendAnswerError(RuntimeError):
 
 def in_process_backend(url: str, api_key: str, model_root: str | None, model_path: str | None) -> Any:
     """The backend the server would build from the environment, its model loaded before returning."""
-    from .app import build_backend
-    from .config import Settings
+    from ..app import build_backend
+    from ..config import Settings
 
     overrides = {"label_studio_url": url, "label_studio_api_key": api_key}
     overrides.update({k: v for k, v in (("model_root", model_root), ("model_path", model_path)) if v})

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .filehash import sha256_of
+from ..core.filehash import sha256_of
 
 # Ultralytics export format and the package that must be importable to run it.
 FORMATS = {"onnx": ("onnx", "onnxruntime"), "openvino": ("openvino", "openvino")}

@@ -15,8 +15,8 @@ from typing import Mapping
 
 from label_studio_sdk.label_interface import LabelInterface
 
-from .errors import LabelConfigError
-from .kinds import CONTROLS, oriented_boxes, video_boxes
+from ..errors import LabelConfigError
+from ..kinds import CONTROLS, oriented_boxes, video_boxes
 
 log = logging.getLogger(__name__)
 

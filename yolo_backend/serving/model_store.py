@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config import Settings
+from ..errors import BackendError, ModelNotReady, ModelPathRefused
 from . import weights
 from .checkpoints import VersionCache, checkpoint_version, safe_model_path
-from .config import Settings
 from .detector import Detector
-from .errors import BackendError, ModelNotReady, ModelPathRefused
 
 __all__ = ["UNTRAINED", "ModelState", "ModelStore", "Plan", "ServedModel", "checkpoint_version", "safe_model_path"]
 

@@ -28,11 +28,11 @@ import requests
 import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import Settings
+from ..config import Settings
+from ..errors import MediaAccessDenied, MediaError
+from ..labelstudio.ls_auth import LabelStudioAuth
 from .decode_budget import BudgetExceeded, Claimant, DecodeBudget, Lease, decode_cost
-from .errors import MediaAccessDenied, MediaError
 from .image_modes import to_rgb
-from .ls_auth import LabelStudioAuth
 from .url_policy import CheckedAdapter, UrlPolicy, check_token_route, same_origin, task_id_text
 
 log = logging.getLogger(__name__)
