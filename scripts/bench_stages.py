@@ -58,10 +58,11 @@ def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: P
     from yolo_backend import kinds
     from yolo_backend.formats import convert
     from yolo_backend.media.fetcher import open_image, to_bgr
-    from yolo_backend.serving.detector import Detector, _detections
+    from yolo_backend.serving.detector import _detections
+    from yolo_backend.serving.loader import load_detector
     from yolo_backend.serving.model_store import checkpoint_version
 
-    detector = Detector.load(checkpoint, device=device, runtime=runtime, cache_root=cache_root,
+    detector = load_detector(checkpoint, device=device, runtime=runtime, cache_root=cache_root,
                              version=checkpoint_version(checkpoint), imgsz=imgsz, int8=int8, lanes=1)
     target = convert.Target("label", "image", "rectanglelabels", labels=dict(detector.names), threshold=0.5)
     stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "to detections": [],

@@ -11,10 +11,11 @@ import yaml
 
 from tests.support.synthetic import write_yolo_dataset
 from yolo_backend.cli import main
+from yolo_backend.core.split import split
 from yolo_backend.formats import convert
 from yolo_backend.formats.yolo_export import ExportOptions, chosen_annotation, split_names, write_dataset
 from yolo_backend.formats.yolo_folder import find_samples, read_labels
-from yolo_backend.training.dataset import Example, carve_val, split
+from yolo_backend.training.examples import Example, carve_val
 
 
 def digest(path: Path) -> str:

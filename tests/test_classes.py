@@ -15,7 +15,7 @@ from tests.support.training_runs import train_once
 from yolo_backend import kinds
 from yolo_backend.cli import main
 from yolo_backend.config import Settings
-from yolo_backend.formats import label_config
+from yolo_backend.formats import convert, label_config
 from yolo_backend.formats.convert import Detection, Target
 from yolo_backend.kinds import classes
 
@@ -95,7 +95,7 @@ def test_label_rows_are_class_indices_of_this_controls_choices() -> None:
 
 
 def test_import_and_label_rows_round_trip() -> None:
-    place = kinds.Place("class", "image", (120, 90), "seed")
+    place = convert.Place("class", "image", (120, 90), "seed")
     regions = classes.import_regions(["1", "0", "1"], LABELS, place)
     assert len(regions) == 1
     region = regions[0]
@@ -223,9 +223,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_a_classify_checkpoint_is_served_at_its_own_size(served) -> None:
-    from yolo_backend.serving.detector import Detector
+    from yolo_backend.serving.loader import load_detector
 
-    detector = Detector.load(served[2] / "cls.pt", device="cpu")
+    detector = load_detector(served[2] / "cls.pt", device="cpu")
     assert detector.task == "classify" and detector.imgsz == 64
 
 

@@ -120,7 +120,7 @@ def test_predict_answers_the_login_page_reason_not_500(tmp_path: Path, login_pag
     try:
         task = {"id": 1, "data": {"image": "/data/upload/1/a.png"}}
         answer = requests.post(f"{live.url}/predict", timeout=20, json={"tasks": [task], "label_config": CAR_CONFIG})
-        # model._failed hands a task's non-media error on as a 422 media error, with its message
+        # serving.backend._failed hands a task's non-media error on as a 422 media error, with its message
         assert answer.status_code == 422, answer.text
         assert "a proxy or login page?" in answer.json()["message"]
         two = requests.post(f"{live.url}/predict", timeout=20,
@@ -177,7 +177,8 @@ def test_export_yolo_reaches_a_private_host_only_with_allowed_hosts(tmp_path: Pa
 def test_prelabel_in_process_gets_allowed_hosts(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture) -> None:
     """Without --backend the model and its image fetcher live in this process: they get --allowed-hosts."""
-    from yolo_backend.labelstudio import ls_client, prelabel
+    from yolo_backend import app
+    from yolo_backend.labelstudio import ls_client
 
     seen: list[str] = []
 
@@ -188,7 +189,7 @@ def test_prelabel_in_process_gets_allowed_hosts(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("MEDIA_ALLOWED_HOSTS", raising=False)
     monkeypatch.setattr(ls_client, "connect", lambda url, key: object())
     monkeypatch.setattr(ls_client, "label_config", lambda client, project: CAR_CONFIG)
-    monkeypatch.setattr(prelabel, "in_process_backend", fake_backend)
+    monkeypatch.setattr(app, "in_process_backend", fake_backend)
     assert main(["prelabel", "--project", "1", "--api-key", "k", "--allowed-hosts", "minio.lan:9000"]) == 2
     assert seen == ["minio.lan:9000"] and "stop here" in capsys.readouterr().err
     assert "MEDIA_ALLOWED_HOSTS" not in os.environ, "put back after the backend is built"
@@ -261,7 +262,8 @@ def engine_threads(detector: object, engine: str) -> int:
 def test_an_exported_engine_takes_its_workers_share(tmp_path: Path, random_model_root: Path, engine: str) -> None:
     """Ultralytics builds the engine session without a thread count; the served one gets the share."""
     from yolo_backend.serving import exports, runtime
-    from yolo_backend.serving.detector import Detector, available_cores
+    from yolo_backend.serving.detector import available_cores
+    from yolo_backend.serving.loader import load_detector
 
     if not runtime.available(engine):
         pytest.skip(f"{engine} is not installed")
@@ -273,7 +275,7 @@ def test_an_exported_engine_takes_its_workers_share(tmp_path: Path, random_model
     # OpenVINO caps its count at the cores it sees, so the explicit case is ONNX Runtime's only
     cases = [(2, 0, max(1, available_cores() // 2))] + ([(2, 3, 3)] if engine == "onnx" else [])
     for workers, torch_threads, expected in cases:
-        detector = Detector.load(checkpoint, device="cpu", imgsz=imgsz, runtime=engine, cache_root=cache_root,
+        detector = load_detector(checkpoint, device="cpu", imgsz=imgsz, runtime=engine, cache_root=cache_root,
                                  prepare=False, workers=workers, torch_threads=torch_threads)
         assert detector.runtime == engine
         assert engine_threads(detector, engine) == expected

@@ -77,7 +77,7 @@ def test_export_yolo_class_folders_stay_inside_the_output_folder(tmp_path: Path)
     from tests.support.tiny_classify import choices_config, choices_result
     from tests.support.tiny_classify import write_project as write_classes
     from yolo_backend.cli import main
-    from yolo_backend.training.dataset import class_folder_name
+    from yolo_backend.formats.yolo_folder import class_folder_name
 
     labels = ("../evil", "a/b", "../../escaped")
     tasks = write_classes(tmp_path / "docroot", 6)

@@ -19,7 +19,8 @@ from tests.support.synthetic import draw_sample
 from tests.support.trained_model import trained_shapes_model
 from yolo_backend.formats.convert import Detection
 from yolo_backend.serving import runtime
-from yolo_backend.serving.detector import Detector, checkpoint_imgsz
+from yolo_backend.serving.detector import checkpoint_imgsz
+from yolo_backend.serving.loader import load_detector
 from yolo_backend.serving.parity import match
 
 CONF = 0.25  # Ultralytics' predict default
@@ -75,7 +76,7 @@ def test_served_at_the_trained_size_finds_what_ultralytics_finds(engine: str, si
     path = checkpoints[size]
     expected = _ultralytics(path)
     assert sum(map(len, expected)) >= 8, "the model must find things, or the comparison proves nothing"
-    served = Detector.load(path, device="cpu", runtime=engine, cache_root=tmp_path, iou=IOU)
+    served = load_detector(path, device="cpu", runtime=engine, cache_root=tmp_path, iou=IOU)
     assert served.imgsz == size and served.runtime == engine
     assert _same(expected, served.detect(IMAGES, conf=CONF))
     if engine == "onnx":  # the export was made, checked and named at the trained size
@@ -91,6 +92,6 @@ def test_served_at_the_trained_size_finds_what_ultralytics_finds(engine: str, si
 def test_forcing_640_answers_differently(checkpoints: dict[int, Path]) -> None:
     """The comparison above can fail: the same model at 640 px does not find the same boxes."""
     path = checkpoints[160]
-    forced = Detector.load(path, device="cpu", imgsz=640, iou=IOU)
+    forced = load_detector(path, device="cpu", imgsz=640, iou=IOU)
     assert forced.imgsz == 640
     assert not _same(_ultralytics(path), forced.detect(IMAGES, conf=CONF))

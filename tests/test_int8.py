@@ -12,6 +12,7 @@ from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
 from yolo_backend.serving import int8, runtime
 from yolo_backend.serving.detector import Detector, load_ultralytics
+from yolo_backend.serving.loader import load_detector
 from yolo_backend.serving.parity import same_detections
 
 IMGSZ = 160  # the trained shapes model's own size
@@ -89,10 +90,10 @@ def test_quantizing_keeps_the_head_decoding_in_fp32(shapes: Path, fp32: runtime.
 
 def test_int8_serves_only_after_its_gate_passed(shapes: Path, fp32: runtime.Verdict, cache_root: Path) -> None:
     key = runtime.content_key(shapes)
-    fp32_detector = Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, lanes=1)
+    fp32_detector = load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, lanes=1)
     assert fp32_detector.runtime == "onnx"
     # not judged yet: fp32 serves, even with INT8 on
-    assert Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
+    assert load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
                          lanes=1).runtime == "onnx"
 
     judged: list[Path] = []
@@ -103,7 +104,7 @@ def test_int8_serves_only_after_its_gate_passed(shapes: Path, fp32: runtime.Verd
 
     gate = int8.prepare(key, fp32.path, cache_root, IMGSZ, IMAGES, failing, _scores(0.9, 0.9), "mAP50-95")
     assert not gate.ok and judged and int8.passed(cache_root, key, IMGSZ) is None
-    assert Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
+    assert load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
                          lanes=1).runtime == "onnx"
 
     def honest(graph: Path) -> dict[str, float]:  # the graph itself, against fp32 on the same images
@@ -116,11 +117,11 @@ def test_int8_serves_only_after_its_gate_passed(shapes: Path, fp32: runtime.Verd
 
     gate = int8.prepare(key, fp32.path, cache_root, IMGSZ, IMAGES, honest, _scores(0.905, 0.9), "mAP50-95")
     assert gate.ok, gate.reason
-    served = Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
+    served = load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
                            lanes=1)
     assert served.runtime == "onnx-int8" and served.source == int8.passed(cache_root, key, IMGSZ)
     # off by default: the same cache serves fp32
-    assert Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False,
+    assert load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False,
                          lanes=1).runtime == "onnx"
     parity = same_detections(fp32_detector.detect(IMAGES, conf=0.25), served.detect(IMAGES, conf=0.25), 0.25)
     print(f"\nint8 against fp32 on {len(IMAGES)} images: {parity.compared} boxes matched, "
@@ -128,7 +129,7 @@ def test_int8_serves_only_after_its_gate_passed(shapes: Path, fp32: runtime.Verd
 
 
 def test_bulk_lanes_give_the_boxes_of_one_session(shapes: Path, fp32: runtime.Verdict, cache_root: Path) -> None:
-    detector = Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, lanes=2)
+    detector = load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, lanes=2)
     single = detector.detect(IMAGES, conf=0.25)
     assert detector.lanes == []  # made on the first many-image call, not before
     bulk = detector.detect(IMAGES, conf=0.25, bulk=True)
@@ -144,7 +145,7 @@ def test_bulk_lanes_give_the_boxes_of_one_session(shapes: Path, fp32: runtime.Ve
     import threading
 
     assert not [t for t in threading.enumerate() if t.name.startswith("lane")]  # no thread outlives its call
-    torch_detector = Detector.load(shapes, imgsz=IMGSZ, lanes=2)  # torch: one pool per process, no lanes
+    torch_detector = load_detector(shapes, imgsz=IMGSZ, lanes=2)  # torch: one pool per process, no lanes
     torch_detector.detect(IMAGES, conf=0.25, bulk=True)
     assert torch_detector.lanes == []
 
@@ -177,7 +178,7 @@ def test_yolo_ls_int8_judges_a_base_model_on_a_labeled_folder(shapes: Path, tmp_
     assert gate["fp32"]["mAP50-95"] > 0.5, gate  # a trained model, judged at MODEL_SCORE_THRESHOLD
     assert code == (0 if gate["ok"] else 3)
     cache_root = tmp_path / "state" / "runtime"
-    served = Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
+    served = load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
                            lanes=1)
     assert served.runtime == ("onnx-int8" if gate["ok"] else "onnx")
     # the second call reuses the copy and its verdict
@@ -206,8 +207,8 @@ def version(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from tests.support.synthetic import yolo_lines
     from yolo_backend import kinds
     from yolo_backend.formats.label_config import parse
-    from yolo_backend.training import fitting, scoring
-    from yolo_backend.training.dataset import Dataset, Example
+    from yolo_backend.training import holdout, scoring
+    from yolo_backend.training.examples import Dataset, Example
 
     root = tmp_path_factory.mktemp("version")
     examples = []
@@ -220,10 +221,10 @@ def version(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     kind = kinds.for_result("rectanglelabels", "detect")
     settings = Settings.from_env({}, model_dir=str(root / "state"), device="cpu", int8=True,
                                  model_score_threshold=0.25)
-    images = [pixels for chunk in fitting.holdout_images(dataset.holdout[:16]) for _, pixels in chunk]
+    images = [pixels for chunk in holdout.holdout_images(dataset.holdout[:16]) for _, pixels in chunk]
     verdict = runtime.prepare(shapes, "onnx", "cpu", IMGSZ, settings.model_dir_path / "runtime", images)
     assert verdict.runtime == "onnx", verdict.reason
-    found = fitting.predict_holdout(shapes, dataset.holdout, spec, settings, kind)
+    found = holdout.predict_holdout(shapes, dataset.holdout, spec, settings, kind)
     chosen = scoring.best_thresholds(found, 2, settings.model_score_threshold)  # as train.py publishes them
     return {"dataset": dataset, "spec": spec, "kind": kind, "settings": settings, "found": found,
             "verdict": {**verdict.to_json(), "key": runtime.content_key(shapes)},
@@ -231,9 +232,9 @@ def version(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _at_served(version: dict, graph: Path | None, shapes: Path) -> tuple[list, list[float]]:
-    from yolo_backend.training import fitting
+    from yolo_backend.training import holdout
 
-    found = fitting.predict_holdout(shapes, version["dataset"].holdout, version["spec"], version["settings"],
+    found = holdout.predict_holdout(shapes, version["dataset"].holdout, version["spec"], version["settings"],
                                     version["kind"], engine=graph)
     return found, [version["thresholds"].get(label, 0.25) for label in version["dataset"].labels]
 
@@ -270,7 +271,7 @@ def test_a_versions_int8_copy_is_judged_and_served_at_its_fp32_thresholds(shapes
     assert gate["thresholds"] == version["thresholds"], gate
     assert gate["fp32"]["f1"] == round(fp32_f1, 4) and gate["int8"]["f1"] == round(int8_f1, 4), gate
     assert gate["ok"], gate
-    served_detector = Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False,
+    served_detector = load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False,
                                     int8=True, lanes=1)
     assert served_detector.runtime == "onnx-int8" and served_detector.source == graph
 
@@ -304,7 +305,7 @@ def test_an_int8_copy_whose_scores_shifted_is_refused(shapes: Path, version: dic
     assert not gate["ok"] and "in f1" in gate["reason"] and "fp32 serves" in gate["reason"], gate
     assert gate["int8"]["f1"] == round(scoring.counts(shifted, served).f1, 4), gate
     assert int8.passed(cache_root, key, IMGSZ) is None
-    assert Detector.load(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
+    assert load_detector(shapes, runtime="onnx", cache_root=cache_root, imgsz=IMGSZ, prepare=False, int8=True,
                          lanes=1).runtime != "onnx-int8"
 
 

@@ -22,7 +22,7 @@ from tests.support.random_model import build
 from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
 from yolo_backend.formats.overlap import box_iou
-from yolo_backend.serving.detector import Detector
+from yolo_backend.serving.loader import load_detector
 from yolo_backend.web.http_api import create_app
 
 CONF = 0.25  # Ultralytics' predict default, and the served threshold here
@@ -75,9 +75,9 @@ def test_iou_defaults_to_auto_and_a_number_still_wins() -> None:
 
 
 def test_a_checkpoint_is_served_at_ultralytics_own_nms_iou(root: Path) -> None:
-    detector = Detector.load(root / "det.pt", device="cpu")
+    detector = load_detector(root / "det.pt", device="cpu")
     assert detector.iou == DEFAULT_CFG.iou == 0.7  # cfg/default.yaml of the installed package
-    assert Detector.load(root / "det.pt", device="cpu", iou=0.5).iou == 0.5
+    assert load_detector(root / "det.pt", device="cpu", iou=0.5).iou == 0.5
 
 
 def test_predict_keeps_the_overlapping_boxes_the_plain_call_keeps(root: Path, docs: Path) -> None:
@@ -118,5 +118,5 @@ def _pixels(region: dict) -> list[float]:
 def test_an_exported_engine_runs_nms_at_the_checkpoint_s_iou(root: Path, tmp_path: Path) -> None:
     """The export forgets the .pt's settings; the engine must still use the .pt's NMS IoU."""
     pytest.importorskip("onnxruntime")
-    detector = Detector.load(root / "det.pt", device="cpu", runtime="onnx", cache_root=tmp_path)
+    detector = load_detector(root / "det.pt", device="cpu", runtime="onnx", cache_root=tmp_path)
     assert detector.runtime == "onnx" and detector.iou == DEFAULT_CFG.iou

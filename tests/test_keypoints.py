@@ -42,7 +42,7 @@ def spec_of(xml: str) -> label_config.ControlSpec:
 
 
 def target_of(spec: label_config.ControlSpec, names: dict[int, str], threshold: float = 0.25) -> Target:
-    """As ``model.YOLOBackend._target`` builds it."""
+    """As ``serving.backend.YOLOBackend._target`` builds it."""
     return Target(spec.from_name, spec.to_name, spec.kind, labels=keypoints.class_labels(spec, names),
                   threshold=threshold if spec.threshold is None else spec.threshold, task="pose",
                   options=spec.options, label_options=spec.label_options, box_control=spec.box_control)
@@ -67,7 +67,7 @@ def shown(tmp_path_factory: pytest.TempPathFactory) -> dict[int, PoseSample]:
 
 
 def imported(rows: list[str], size: tuple[int, int], names: tuple[str, ...] = KEYPOINTS) -> list[dict[str, Any]]:
-    return keypoints.import_regions(rows, {0: "square"}, kinds.Place("kp", "image", size, "seed", names))
+    return keypoints.import_regions(rows, {0: "square"}, convert.Place("kp", "image", size, "seed", names))
 
 
 # -- round trips ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from tests.support.random_model import build
 from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
 from yolo_backend.kinds import oriented_boxes
-from yolo_backend.serving.detector import Detector
+from yolo_backend.serving.loader import load_detector
 from yolo_backend.web.http_api import create_app
 
 CONF = 0.25  # Ultralytics predict default
@@ -56,7 +56,7 @@ def served(root: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_an_obb_checkpoint_loads_at_its_own_size(root: Path) -> None:
-    detector = Detector.load(root / "obb.pt", device="cpu")
+    detector = load_detector(root / "obb.pt", device="cpu")
     assert detector.task == "obb" and detector.imgsz == TRAINED_AT
 
 

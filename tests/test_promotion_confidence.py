@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from yolo_backend.config import Settings
+from yolo_backend.core import state
 from yolo_backend.core.registry import Registry
 from yolo_backend.core.state import RunRecord
 from yolo_backend.core.status import StatusBook
-from yolo_backend.training import ProjectTrainer, confidence, scoring, state
+from yolo_backend.training import ProjectTrainer, confidence, scoring
 from yolo_backend.training.scoring import Counts, Found, Image, Truth
 from yolo_backend.training.train import judge
 from yolo_backend.web import status_page

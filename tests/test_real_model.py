@@ -14,7 +14,7 @@ from model import YOLOBackend
 from tests.support.synthetic import draw_sample
 from yolo_backend.config import Settings
 from yolo_backend.errors import ModelLoadError
-from yolo_backend.serving.detector import Detector
+from yolo_backend.serving.loader import load_detector
 from yolo_backend.web.http_api import create_app
 
 LABELS = "".join(f'<Label value="{i}"/>' for i in range(80))
@@ -112,7 +112,7 @@ def test_segmentation_checkpoint_gives_polygons(tmp_path: Path) -> None:
     root = tmp_path / "models"
     root.mkdir()
     YOLO("yolov8n-seg.yaml").save(str(root / "seg.pt"))
-    detector = Detector.load(root / "seg.pt", imgsz=320)
+    detector = load_detector(root / "seg.pt", imgsz=320)
     img, _ = draw_sample(3)
     found = detector.detect([np.asarray(img)[:, :, ::-1].copy()], conf=0.0)[0]
     assert found, "a random model at conf 0 still proposes boxes"
@@ -131,11 +131,11 @@ def test_original_yolov5_checkpoint_gets_a_message_that_says_so(tmp_path: Path) 
     script = "import torch, models.yolo as y; torch.save({'model': y.Model()}, 'best.pt')"
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path / "old", check=True)
     with pytest.raises(ModelLoadError, match="original YOLOv5 repository"):
-        Detector.load(tmp_path / "old" / "best.pt")
+        load_detector(tmp_path / "old" / "best.pt")
 
 
 def test_a_file_that_is_no_checkpoint_gets_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelLoadError, match=r"could not load bad\.pt"):
-        Detector.load(bad)
+        load_detector(bad)

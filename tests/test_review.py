@@ -10,7 +10,7 @@ from yolo_backend.cli import main
 from yolo_backend.review import flags
 from yolo_backend.review.folds import Plan, _from_json, _to_json, assign, doubtful
 from yolo_backend.review.project import Review, describe, prediction, review_version, supported_control
-from yolo_backend.training.dataset import Example
+from yolo_backend.training.examples import Example
 from yolo_backend.training.scoring import Found, Image, Truth
 
 SQUARE, CIRCLE = 0, 1

@@ -17,6 +17,7 @@ from yolo_backend.config import Settings
 from yolo_backend.formats.convert import Detection
 from yolo_backend.serving import runtime
 from yolo_backend.serving.detector import Detector
+from yolo_backend.serving.loader import load_detector
 from yolo_backend.serving.model_store import ModelStore
 from yolo_backend.serving.parity import MIN_COMPARED_BOXES, mismatches, same_detections
 
@@ -45,7 +46,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _load(checkpoint: Path, engine: str, cache_root: Path, prepare: bool = True) -> Detector:
     """As the model store loads it: exports cached under MODEL_DIR/runtime."""
-    return Detector.load(checkpoint, runtime=engine, cache_root=cache_root, imgsz=IMGSZ, prepare=prepare)
+    return load_detector(checkpoint, runtime=engine, cache_root=cache_root, imgsz=IMGSZ, prepare=prepare)
 
 
 def _folder(cache_root: Path, checkpoint: Path, engine: str = "onnx") -> Path:
@@ -54,7 +55,7 @@ def _folder(cache_root: Path, checkpoint: Path, engine: str = "onnx") -> Path:
 
 @pytest.fixture(scope="module")
 def reference(lively: Path) -> list[list[Detection]]:
-    return Detector.load(lively, imgsz=IMGSZ).detect(IMAGES, conf=CONF)
+    return load_detector(lively, imgsz=IMGSZ).detect(IMAGES, conf=CONF)
 
 
 def test_the_random_model_finds_things(reference: list[list[Detection]]) -> None:

@@ -19,7 +19,8 @@ from yolo_backend.config import Settings
 from yolo_backend.formats.yolo_export import ExportOptions, write_dataset
 from yolo_backend.media.fetcher import MediaFetcher
 from yolo_backend.review.folds import assign
-from yolo_backend.training.dataset import build_dataset, collect_examples, training_control
+from yolo_backend.training.dataset import build_dataset, training_control
+from yolo_backend.training.image_dataset import collect_examples
 
 PICTURES = 40  # by task id, about a third of the 40 pairs would cross a 20 % holdout
 

@@ -22,10 +22,10 @@ from werkzeug.serving import make_server
 from tests.support.live_app import LiveApp
 from tests.support.shapes_project import export_file, write_project
 from yolo_backend.config import Settings
+from yolo_backend.core import state
 from yolo_backend.core.registry import Registry, run_files
 from yolo_backend.core.state import RunRecord
 from yolo_backend.core.status import StatusBook
-from yolo_backend.training import state
 from yolo_backend.training.retention import RECENT_RUN_FILES, old_run_files
 from yolo_backend.web.status_page import PLOTS
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from yolo_backend.core.registry import Registry, ServedChanged
+from yolo_backend.core.split import split
 from yolo_backend.training import scoring
-from yolo_backend.training.dataset import Example, carve_val, split
+from yolo_backend.training.examples import Example, carve_val
 from yolo_backend.training.scoring import Found, Image, Truth
 
 BOX = (10.0, 10.0, 50.0, 50.0)

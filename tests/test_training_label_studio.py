@@ -8,7 +8,8 @@ import pytest
 
 from tests.support.shapes_project import LABEL_CONFIG, write_project
 from yolo_backend.config import Settings
-from yolo_backend.training.collect import chosen_annotation, fetch_from_label_studio
+from yolo_backend.formats.ls_tasks import chosen_annotation
+from yolo_backend.training.collect import fetch_from_label_studio
 from yolo_backend.training.dataset import build_dataset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -14,15 +14,17 @@ from PIL import Image
 from tests.support.shapes_project import LABEL_CONFIG, export_file, region, write_project
 from tests.support.synthetic import Shape
 from yolo_backend.config import Settings
+from yolo_backend.core import state
 from yolo_backend.core.durable import locked, read_json, write_json
 from yolo_backend.core.registry import Registry, RegistryReader
+from yolo_backend.core.split import in_holdout, split
 from yolo_backend.core.state import RunRecord, RunState
 from yolo_backend.core.status import StatusBook
 from yolo_backend.formats.convert import parse_yolo_line
-from yolo_backend.training import ProjectTrainer, state
+from yolo_backend.formats.ls_tasks import chosen_annotation
+from yolo_backend.training import ProjectTrainer
 from yolo_backend.training.coalesce import Coalescer
-from yolo_backend.training.collect import chosen_annotation
-from yolo_backend.training.dataset import build_dataset, in_holdout, split
+from yolo_backend.training.dataset import build_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,7 +175,7 @@ def test_chosen_annotation_skips_cancelled_prefers_ground_truth_then_newest() ->
 
 
 def test_holdout_is_stable_by_task_id_as_the_project_grows(tmp_path: Path) -> None:
-    from yolo_backend.training.dataset import Example
+    from yolo_backend.training.examples import Example
 
     examples = [Example(i, tmp_path, ()) for i in range(200)]
     train, holdout = split(examples, 0.2)

@@ -344,7 +344,7 @@ def test_the_gate_scores_a_video_model_on_the_tracks_it_serves(tmp_path: Path, s
     from yolo_backend import kinds
     from yolo_backend.app import build_backend
     from yolo_backend.formats.label_config import parse
-    from yolo_backend.training import ProjectTrainer, fitting, scoring
+    from yolo_backend.training import ProjectTrainer, holdout, scoring
     from yolo_backend.training.dataset import build_dataset
     from yolo_backend.web.http_api import create_app
 
@@ -369,7 +369,7 @@ def test_the_gate_scores_a_video_model_on_the_tracks_it_serves(tmp_path: Path, s
                             [0.0, 0.0])  # /predict already kept the tracks whose best score passes 0.25
     spec = parse(CONFIG)[0]
     kind = kinds.for_result(spec.kind)
-    per_frame = scoring.score(fitting.predict_holdout(shapes_root / "shapes.pt", dataset.holdout, spec, settings,
+    per_frame = scoring.score(holdout.predict_holdout(shapes_root / "shapes.pt", dataset.holdout, spec, settings,
                                                       kind), 2, 0.25)
     print(f"\n[video gate] {len(dataset.holdout)} holdout frames: served tracks F1 {tracks.f1:.4f} (P "
           f"{tracks.precision:.3f} R {tracks.recall:.3f}), per-frame F1 {per_frame.f1:.4f} (P "

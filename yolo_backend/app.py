@@ -1,4 +1,7 @@
-"""Assembles the service from settings: logging, model store, backend, HTTP app."""
+"""Assembles the service from settings: logging, model store, backend, trainer, HTTP app.
+
+The composition root: the one module that wires serving, web and training together (``cli`` uses it too).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from .web.http_api import create_app
 
 
 def build_backend(settings: Settings, store: ModelStore | None = None, start: bool = True,
-                  trainer: ProjectTrainer | None = None):
+                  trainer: ProjectTrainer | None = None) -> YOLOBackend:
     """The backend with its model store and trainer; the base model starts loading in the background."""
     store = store or ModelStore(settings)
     trainer = trainer or build_trainer(settings)
@@ -37,3 +40,14 @@ def build_app(settings: Settings) -> Flask:
             "X-Webhook-Secret header still count, but Label Studio's Start training button will be refused (401); "
             "set basic auth on the backend and in Label Studio's model connection to keep the button")
     return create_app(build_backend(settings))
+
+
+def in_process_backend(url: str, api_key: str, model_root: str | None, model_path: str | None) -> YOLOBackend:
+    """The backend the server would build from the environment, its model loaded before returning."""
+    overrides = {"label_studio_url": url, "label_studio_api_key": api_key}
+    overrides.update({k: v for k, v in (("model_root", model_root), ("model_path", model_path)) if v})
+    backend = build_backend(Settings.from_env(**overrides), start=False)
+    backend.store.start(background=False)
+    if backend.store.state.value != "ready":
+        raise ValueError(f"the model did not load: {backend.store.message}")
+    return backend

@@ -23,7 +23,7 @@ from . import kinds
 from .labelstudio import ls_client
 
 if TYPE_CHECKING:
-    from .formats.label_config import ControlSpec
+    from .formats.controls import ControlSpec
 from .config import SETTINGS
 from .errors import BackendError
 from .serving.checkpoints import safe_model_path
@@ -317,7 +317,8 @@ def _run_prelabel(args: argparse.Namespace) -> int:
     import httpx
     import requests
 
-    from .labelstudio.prelabel import InProcessPredictor, Outcome, RemotePredictor, in_process_backend, prelabel
+    from .app import in_process_backend
+    from .labelstudio.prelabel import InProcessPredictor, Outcome, RemotePredictor, prelabel
 
     client = ls_client.connect(args.url, args.api_key)
     config = ls_client.label_config(client, args.project)

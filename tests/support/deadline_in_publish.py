@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from yolo_backend.config import Settings
-from yolo_backend.training import job, registry
+from yolo_backend.core import registry
+from yolo_backend.training import job
 
 watchdogs: list[job.Watchdog] = []
 armed = threading.Event()  # set while the recipe is inside publish

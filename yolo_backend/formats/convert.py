@@ -75,6 +75,17 @@ class Target:
         return min([self.threshold, *self.class_thresholds.values()])
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where imported regions go: control and object names, the displayed size, and a seed for their ids."""
+
+    from_name: str
+    to_name: str
+    size: tuple[int, int]
+    seed: str = ""  # region ids: region_id(seed, index)
+    keypoint_names: tuple[str, ...] = ()  # a pose dataset's keypoint names (data.yaml kpt_names, --keypoints)
+
+
 def clip(value: float, low: float = 0.0, high: float = 100.0) -> float:
     return min(max(value, low), high)
 

@@ -2,7 +2,8 @@
 
 Parsed with ``label-studio-sdk``'s ``LabelInterface``. Every control of a registered kind
 (``kinds.CONTROLS``: ``RectangleLabels``, ``PolygonLabels``) bound to an ``Image`` becomes a
-``ControlSpec``; the model's class names are matched to its labels by ``map_classes``.
+``ControlSpec`` (``controls``, a bottom module the kinds import too); the model's class names
+are matched to its labels by ``controls.map_classes``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from dataclasses import dataclass
 from typing import Mapping
 
 from label_studio_sdk.label_interface import LabelInterface
 
 from ..errors import LabelConfigError
 from ..kinds import CONTROLS, oriented_boxes, video_boxes
+from .controls import ControlSpec, map_classes
 
 log = logging.getLogger(__name__)
 
@@ -24,28 +25,6 @@ SUPPORTED_CONTROLS = CONTROLS  # control tag -> result type, one entry per regis
 VIDEO_CONTROLS = {video_boxes.CONTROL: video_boxes.RESULT_TYPE}  # on a <Video>: labels from its <Labels>
 OBB_ATTRIBUTE = oriented_boxes.FORCE_ATTRIBUTE  # <RectangleLabels model_obb="true">: oriented boxes only
 TRUE = ("true", "True", "1")
-
-
-@dataclass(frozen=True)
-class ControlSpec:
-    """One control this backend predicts for, with its per-control options."""
-
-    from_name: str
-    to_name: str
-    kind: str  # its result type: rectanglelabels | polygonlabels (kinds.RESULT_TYPES)
-    data_key: str  # task["data"][data_key] holds the image URL
-    labels: tuple[str, ...]
-    predicted_values: tuple[tuple[str, tuple[str, ...]], ...]  # label -> model class names
-    threshold: float | None  # model_score_threshold, None = the service default
-    model_path: str | None  # model_path, relative to MODEL_ROOT
-    task: str | None = None  # a task the control demands of its checkpoint: "obb" for model_obb="true"
-    options: tuple[tuple[str, str], ...] = ()  # the control's model_* attributes and choice="multiple"
-    label_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # label -> its model_* attributes
-    box_control: str | None = None  # a <RectangleLabels> on the same image and checkpoint (keypoints' instances)
-    media: str = "image"  # the object tag's kind: "image", or "video" (<VideoRectangle> on a <Video>)
-
-    def option(self, name: str, default: str | None = None) -> str | None:
-        return dict(self.options).get(name, default)
 
 
 def _attr(tag: object, name: str) -> str | None:
@@ -161,23 +140,6 @@ def _with_box_control(spec: ControlSpec, specs: list[ControlSpec]) -> ControlSpe
                 and other.model_path == spec.model_path:
             return dataclasses.replace(spec, box_control=other.from_name)
     return spec
-
-
-def map_classes(spec: ControlSpec, class_names: Mapping[int, str]) -> dict[int, str]:
-    """Model class id -> label of ``spec``.
-
-    A label's ``predicted_values`` wins, then the exact label name, then a
-    case-insensitive match. Classes matching no label are dropped.
-    """
-    by_predicted = {name: label for label, names in spec.predicted_values for name in names}
-    exact = {label: label for label in spec.labels}
-    folded = {label.casefold(): label for label in spec.labels}
-    mapping: dict[int, str] = {}
-    for class_id, name in class_names.items():
-        label = by_predicted.get(name) or exact.get(name) or folded.get(name.casefold())
-        if label is not None:
-            mapping[int(class_id)] = label
-    return mapping
 
 
 def mismatch_hint(spec: ControlSpec, class_names: Mapping[int, str], mapped: Mapping[int, str] | None = None

@@ -4,6 +4,9 @@ Each label line becomes a region of the kind asked for (``kinds``: a box, or an 
 whose segment lines keep their points). Coordinates are percent of the image as displayed
 (EXIF orientation applied), rounded by ``convert`` to the same precision everywhere. A bad
 image or label file is reported with its path and skipped; the run goes on.
+
+Reading tasks back, which annotation of a task counts (``chosen_annotation``) is one rule
+for training, the export and the review alike.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ def _whole_image_task(kind: kinds.Kind, url: str, sample: Sample, names: dict[in
     """A task whose regions ``kind`` builds from all the image's rows (keypoints, class folders)."""
     rows = [line for line in sample.label.read_text().splitlines() if line.strip()] if sample.label \
         else list(getattr(sample, "rows", ()))  # a class-folder image (yolo_folder.ClassSample): its class
-    place = kinds.Place(fmt.from_name, fmt.to_name, size, url, fmt.keypoint_names)
+    place = convert.Place(fmt.from_name, fmt.to_name, size, url, fmt.keypoint_names)
     regions = kind.import_regions(rows, names, place)  # type: ignore[attr-defined]
     return _wrap(url, regions, fmt)
 
@@ -144,3 +147,16 @@ def _boxes_of(sample: Sample, fmt: TaskFormat) -> list[tuple[convert.YoloBox, fl
     if fmt.missing == "whole":
         return [(convert.YoloBox(fmt.whole_class, 0.5, 0.5, 1.0, 1.0), None)]
     return []
+
+
+def chosen_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
+    """The annotation that counts: skipped/cancelled ones are out; ground truth wins, then the newest."""
+    usable = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    if not usable:
+        return None
+
+    def rank(a: dict[str, Any]) -> tuple[bool, str, int]:
+        stamp = str(a.get("updated_at") or a.get("created_at") or "")  # ISO 8601 sorts as text
+        return bool(a.get("ground_truth")), stamp, int(a.get("id") or 0)
+
+    return max(usable, key=rank)

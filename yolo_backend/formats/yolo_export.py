@@ -29,12 +29,12 @@ import yaml
 from PIL import Image
 
 from .. import kinds
+from ..core.split import file_digest, rank, split  # the same rules training uses
 from ..progress import bar
-from ..training.collect import chosen_annotation  # the same rules training uses
-from ..training.dataset import class_folder_name, file_digest, rank, split
 from ..video import annotations, frames
-from .label_config import ControlSpec
-from .yolo_folder import IMAGE_SUFFIXES
+from .controls import ControlSpec
+from .ls_tasks import chosen_annotation  # the annotation training uses
+from .yolo_folder import IMAGE_SUFFIXES, class_folder_name
 
 __all__ = ["chosen_annotation"]
 
@@ -63,7 +63,7 @@ def label_names(tasks: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def split_names(keys: Sequence[Any], val: float, test: float, min_val: int) -> list[str]:
-    """train / val / test per task, by training's rules (``training.dataset.split``), in the order given.
+    """train / val / test per task, by training's rules (``core.split``), in the order given.
 
     ``keys``: what each task is ranked by, the digest of its image (``file_digest``), so equal
     keys share a split. val is training's holdout for ``val`` and the floor ``min_val`` (no val

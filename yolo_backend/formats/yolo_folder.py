@@ -158,6 +158,11 @@ class ClassSample(Sample):
     rows: tuple[str, ...] = ()
 
 
+def class_folder_name(label: str) -> str:
+    """A label as a folder name: path separators and leading dots cannot name a folder."""
+    return label.replace("/", "\u2215").replace("\\", "\u2216").lstrip(".") or "_"
+
+
 def class_folder_names(root: Path) -> list[str]:
     """The classes of ``<root>/[<split>/]<class>/<image>``: every class folder's name, sorted, as Ultralytics does.
 

@@ -1,7 +1,7 @@
 """One module per kind of Label Studio region, and the registry that finds them.
 
 A kind holds its whole data path, as Ultralytics keeps one ``Results`` class per output
-kind and one label format per task. Prediction (``model.py``), training
+kind and one label format per task. Prediction (``serving/backend.py``), training
 (``training/dataset.py``, ``training/fitting.py``), import (``ls_tasks``) and export
 (``yolo_export``) all go through the functions below, so adding a kind is one new module
 here and one line in ``KINDS``.
@@ -26,7 +26,7 @@ otherwise default to the per-region functions above (``HOOKS``):
 
 - ``results(detections, target, width, height)``: every region of one control on one image;
 - ``label_rows(regions, class_ids, spec)``: one annotation's regions of one control -> label rows;
-- ``import_regions(rows, names, place)``: one image's raw label rows -> regions (``Place``);
+- ``import_regions(rows, names, place)``: one image's raw label rows -> regions (``convert.Place``);
 - ``shown(detections, spec)``: what of the model output ``results`` could show (single choice:
   the best class), so the holdout scores what annotators get;
 - ``truth(row, width, height)`` and ``shape(det)``: what the holdout scoring compares,
@@ -48,30 +48,16 @@ Labels, ids, scores and the displayed size are added here, in one envelope
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..formats import convert, overlap
+from ..formats.controls import ControlSpec, map_classes
 from ..formats.convert import Detection, Target, YoloBox
 from . import boxes, classes, keypoints, masks, oriented_boxes, outlines, video_boxes
 
-if TYPE_CHECKING:  # the label config imports this registry
-    from ..formats.label_config import ControlSpec
-
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 pixels
-
-
-@dataclass(frozen=True)
-class Place:
-    """Where imported regions go: control and object names, the displayed size, and a seed for their ids."""
-
-    from_name: str
-    to_name: str
-    size: tuple[int, int]
-    seed: str = ""  # region ids: convert.region_id(seed, index)
-    keypoint_names: tuple[str, ...] = ()  # a pose dataset's keypoint names (data.yaml kpt_names, --keypoints)
 
 
 class Kind(Protocol):
@@ -245,12 +231,10 @@ def _as_outline(box_line: str) -> str:
 
 
 def class_labels(kind: Kind, spec: ControlSpec, names: Mapping[int, str]) -> dict[int, str]:
-    """Model class id -> what ``spec`` calls it (default: ``label_config.map_classes``; keypoints: instance classes)."""
+    """Model class id -> what ``spec`` calls it (default: ``controls.map_classes``; keypoints: instance classes)."""
     hook = getattr(kind, "class_labels", None)
     if hook is not None:
         return dict(hook(spec, names))
-    from ..formats.label_config import map_classes  # the label config imports this registry
-
     return map_classes(spec, names)
 
 

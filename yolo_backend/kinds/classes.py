@@ -7,7 +7,7 @@ Model output: ``Results.probs``, which the detector turns into one whole-image `
 per class (probability >= 1e-3), best first. Serving picks from them (``results``):
 
 - single choice: the model's best class, when it maps to a choice (``predicted_values``,
-  exact, case-folded: ``label_config.map_classes``) and passes its threshold. A lower class
+  exact, case-folded: ``controls.map_classes``) and passes its threshold. A lower class
   is never put in its place: it would be a pre-label the model itself ranks second;
 - ``choice="multiple"``: every mapped class that passes its threshold (``yolo-ls`` and
   ``/predict`` only: ``/setup`` refuses it and training passes the control over, see ``refusal``).
@@ -35,15 +35,13 @@ so a prediction matches an annotated class of its image by label alone; the metr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..formats import convert
+from ..formats.controls import ControlSpec
 from ..formats.convert import Detection, Target, YoloBox
-
-if TYPE_CHECKING:  # the label config imports the registry, which imports this module
-    from ..formats.label_config import ControlSpec
 
 CONTROL = "Choices"
 RESULT_TYPE = "choices"
@@ -132,7 +130,7 @@ def from_yolo(label: YoloBox, width: int, height: int) -> dict[str, Any]:
 def import_regions(rows: Sequence[str], names: Mapping[int, str], place: Any) -> list[dict[str, Any]]:
     """One image's class rows (``"2"``, one per class) -> one choices region; none without rows.
 
-    ``place`` is a ``kinds.Place``. ValueError naming the fix for a class without a name.
+    ``place`` is a ``convert.Place``. ValueError naming the fix for a class without a name.
     """
     labels: list[str] = []
     for row in rows:

@@ -27,18 +27,15 @@ Attributes, as in Label Studio's own YOLO example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import LabelConfigError
 from ..formats import convert
 from ..formats import overlap as geometry
-from ..formats.convert import Detection, Target, YoloBox
-
-if TYPE_CHECKING:
-    from ..formats.label_config import ControlSpec
-    from . import Place
+from ..formats.controls import ControlSpec
+from ..formats.convert import Detection, Place, Target, YoloBox
 
 CONTROL = "KeyPointLabels"
 RESULT_TYPE = "keypointlabels"

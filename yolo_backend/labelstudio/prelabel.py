@@ -64,20 +64,6 @@ class BackendAnswerError(RuntimeError):
         self.summary, self.message = summary, message
 
 
-def in_process_backend(url: str, api_key: str, model_root: str | None, model_path: str | None) -> Any:
-    """The backend the server would build from the environment, its model loaded before returning."""
-    from ..app import build_backend
-    from ..config import Settings
-
-    overrides = {"label_studio_url": url, "label_studio_api_key": api_key}
-    overrides.update({k: v for k, v in (("model_root", model_root), ("model_path", model_path)) if v})
-    backend = build_backend(Settings.from_env(**overrides), start=False)
-    backend.store.start(background=False)
-    if backend.store.state.value != "ready":
-        raise ValueError(f"the model did not load: {backend.store.message}")
-    return backend
-
-
 class RemotePredictor:
     """A running backend, spoken to as Label Studio does (``/setup``, ``/predict``)."""
 

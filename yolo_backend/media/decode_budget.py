@@ -9,7 +9,7 @@ whole budget is refused with its own error.
 
 Deadlock-free by two rules: a request's images are granted in task order (``Claimant``), so
 what a request holds is always older than what it waits for and is consumed first; and the
-request gives back what it holds before it waits for its next image (``model._fetch_groups``).
+request gives back what it holds before it waits for its next image (``serving.backend._fetch_groups``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each fold's model is trained by the product's own recipe (``training.fitting.fit``, from
 the base checkpoint, never from a model trained on this project, which has seen every
 image) on the other folds, then predicts its own fold as the service would
-(``fitting.predict_holdout``). Models and predictions are kept under the review's work
+(``training.holdout.predict_holdout``). Models and predictions are kept under the review's work
 folder, so an interrupted review resumes at the first fold it had not finished.
 """
 
@@ -21,9 +21,10 @@ from typing import Any
 
 from .. import kinds
 from ..config import Settings
-from ..formats.label_config import ControlSpec
+from ..core.split import groups
+from ..formats.controls import ControlSpec
 from ..training import scoring
-from ..training.dataset import Example, carve_val, groups, write_dataset
+from ..training.examples import Example, carve_val, write_dataset
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Plan:
 def assign(examples: Sequence[Example], folds: int) -> list[list[Example]]:
     """Folds of about equal size, stable per picture whatever the order given.
 
-    Training's groups (``dataset.groups``: identical image bytes, in any task) are dealt in
+    Training's groups (``core.split.groups``: identical image bytes, in any task) are dealt in
     rank order, each to the smallest fold so far: a picture imported twice sits in one fold,
     never in the training part of the model that judges its twin.
     """
@@ -146,7 +147,7 @@ def _quiet(name: str) -> Iterator[None]:
 
 def _predict(model: Path, held: list[Example], spec: ControlSpec, settings: Settings,
              kind: kinds.Kind) -> list[scoring.Image]:
-    from ..training.fitting import predict_holdout
+    from ..training.holdout import predict_holdout
 
     return predict_holdout(model, held, spec, settings, kind)
 

@@ -23,12 +23,13 @@ from PIL import Image as PILImage
 
 from .. import kinds
 from ..config import Settings
-from ..formats.label_config import ControlSpec
+from ..formats.controls import ControlSpec
+from ..formats.ls_tasks import chosen_annotation
 from ..labelstudio import ls_client
 from ..media.fetcher import MediaFetcher
 from ..progress import bar
-from ..training.collect import chosen_annotation
-from ..training.dataset import collect_examples, training_control
+from ..training.dataset import training_control
+from ..training.image_dataset import collect_examples
 from . import flags
 from .folds import Plan, assign, doubtful, out_of_sample
 

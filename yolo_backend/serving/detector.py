@@ -9,16 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import ModelLoadError
 from ..formats.convert import Detection
-from ..kinds import SERVING_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -152,47 +150,9 @@ class Detector:
         self.source: Path | None = None  # the exported file an engine loaded from (None: torch)
         self.lanes: list[Detector] = []  # single-threaded copies a many-image call runs side by side
         self.lane_count = 1  # how many to make (1: none)
+        self.make_lanes: Callable[[Detector], list[Detector]] | None = None  # how (set for an exported engine)
         self._lanes_lock = threading.Lock()
         self._lock = threading.Lock()
-
-    @classmethod
-    def load(cls, path: Path, device: str = "auto", imgsz: int | None = None, torch_threads: int = 0,
-             runtime: str = "torch", cache_root: Path | None = None, version: str = "", prepare: bool = True,
-             workers: int | None = None, int8: bool = False, lanes: int = 1, **options: object) -> Detector:
-        """Load ``path`` at ``imgsz`` (None: the size it was trained at, as Ultralytics predicts).
-
-        ``iou`` in ``options`` (None or absent: the checkpoint's own, ``checkpoint_iou``) is NMS's, and an
-        exported engine or bulk lane of it uses the same value: the .pt's, which the export does not keep.
-
-        With ``cache_root`` an exported engine may serve it (see runtime.py): ``prepare`` exports and
-        checks it first (the base model, loading in the background); otherwise only an export that
-        already passed its check is used (trained versions, checked by the training job).
-        ``torch_threads`` 0 gives torch and the engine this worker's share of the cores among
-        ``workers`` (default: WORKERS from the environment). ``int8``: serve the int8 copy of the
-        ONNX export when its gate passed (int8.py). ``lanes`` > 1: as many single-threaded copies
-        of an exported engine for many-image calls (``detect(..., bulk=True)``); 0: one per thread.
-        """
-        started = time.perf_counter()
-        model = load_ultralytics(path)
-        threads = inference_threads(torch_threads, workers_from_env() if workers is None else workers)
-        task = getattr(model, "task", "detect")
-        if task not in SERVING_TASKS:  # the tasks some registered kind can be served from
-            raise ModelLoadError(f"{path.name} is a {task!r} model; this backend serves {', '.join(SERVING_TASKS)} "
-                                 "models")
-        detector = cls(model, device=pick_device(device), imgsz=imgsz, name=path.name,
-                       **options)  # type: ignore[arg-type]
-        if runtime != "torch" and cache_root is not None:
-            detector = _faster(detector, path, runtime, cache_root, prepare, threads, int8)
-            detector.lane_count = threads if lanes == 0 else lanes  # made on the first many-image call
-        detector.warm_up()
-        # last: Ultralytics sets torch's threads on import and again on each model's first predict
-        # (select_device: cores - 1, at most 8), whatever was set before
-        set_torch_threads(threads)
-        lanes_text = f", {detector.lane_count} bulk lanes" if detector.lane_count > 1 and detector.source else ""
-        log.info("loaded %s%s (%s, %d classes) on %s with %s at %d px, %d threads%s, in %.1f s", path.name,
-                 f" as {version}" if version else "", task, len(detector.names), detector.device, detector.runtime,
-                 detector.imgsz, threads, lanes_text, time.perf_counter() - started)
-        return detector
 
     def warm_up(self) -> None:
         """The first call pays for lazy initialisation; pay it at load, not in a request."""
@@ -201,38 +161,14 @@ class Detector:
     def add_lanes(self) -> list[Detector]:
         """``lane_count`` single-threaded copies of this exported engine, for many-image calls (throughput mode).
 
-        One session with every thread is fastest for one image (a task opening); for many, the
-        same cores give more images per second as sessions side by side, one thread each: no
-        thread waits on another inside an operator. Only for an exported engine on the CPU
-        (torch's threads are one pool per process); the copies share the file, not memory.
-        Made once, on the first many-image call (about a second): a worker that only ever opens
-        single tasks never holds them.
+        Made once, by ``make_lanes`` (``loader.make_lanes``, set on an exported engine only), on the
+        first many-image call: a worker that only ever opens single tasks never holds them.
         """
-        from . import runtime
-
-        source = self.source
         with self._lanes_lock:
-            if self.lane_count < 2 or source is None or self.lanes:
+            if self.lane_count < 2 or self.make_lanes is None or self.lanes:
                 return self.lanes
-            self._make_lanes(source, runtime)
+            self.lanes = self.make_lanes(self)
             return self.lanes
-
-    def _make_lanes(self, source: Path, runtime: object) -> None:
-        made: list[Detector] = []
-        try:
-            for _ in range(self.lane_count):
-                lane = Detector(load_ultralytics(source, self.task), device=self.device, imgsz=self.imgsz, iou=self.iou,
-                                max_det=self.max_det, batch_size=self.batch_size, name=self.name)
-                lane.runtime = self.runtime
-                lane.warm_up()
-                runtime.limit_threads(lane.model, self.engine, source, 1)  # type: ignore[attr-defined]
-                lane.warm_up()
-                made.append(lane)
-        except Exception as exc:  # the single session keeps serving everything
-            log.warning("%s: no bulk lanes (%s: %s)", self.name, type(exc).__name__, str(exc)[:200])
-            self.lane_count = 1
-            return
-        self.lanes = made
 
     @property
     def engine(self) -> str:
@@ -267,48 +203,6 @@ class Detector:
                 results = self.model.predict(source=batch, **options)  # type: ignore[attr-defined]
             out.extend(_detections(r) for r in results)
         return out
-
-
-def _faster(detector: Detector, path: Path, requested: str, cache_root: Path, prepare: bool,
-            threads: int, int8: bool = False) -> Detector:
-    """The same checkpoint on an exported engine that answered as torch does; else ``detector`` (torch).
-
-    With ``int8``, the int8 copy of the ONNX export when its holdout gate passed (int8.py).
-    """
-    from . import int8 as quantized
-    from . import runtime
-
-    # an export already checked serves at once; otherwise (prepare) it is made and checked in a child
-    # process, so that the worker never runs torch's inference for a check
-    choice: runtime.Choice = runtime.prepared(path, requested, detector.device, detector.imgsz, cache_root,
-                                              quiet=prepare)
-    if prepare and choice.runtime == "torch":
-        choice = runtime.prepare_apart(path, requested, detector.device, detector.imgsz, cache_root)
-    if choice.runtime == "torch":
-        return detector  # prepare()/prepared() logged why
-    label = choice.runtime
-    if int8 and choice.runtime == "onnx":
-        graph = quantized.passed(cache_root, runtime.content_key(path), detector.imgsz)
-        if graph is not None:
-            choice, label = runtime.Choice("onnx", graph), quantized.RUNTIME
-        else:
-            log.info("%s: no int8 copy passed its gate at %d px; fp32 serves", path.name, detector.imgsz)
-    try:
-        fast = Detector(load_ultralytics(choice.path, detector.task), device=detector.device, imgsz=detector.imgsz,
-                        iou=detector.iou, max_det=detector.max_det, batch_size=detector.batch_size, name=path.name)
-        fast.runtime = label
-        fast.source = choice.path
-        fast.warm_up()  # a graph that loads lazily fails here, not in a request
-        if runtime.limit_threads(fast.model, choice.runtime, choice.path, threads):
-            fast.warm_up()  # the rebuilt session's first call, too
-    except Exception as exc:  # a broken cached export must not stop the service
-        log.warning("%s: the checked %s export failed to load (%s: %s); serving torch", path.name, choice.runtime,
-                    type(exc).__name__, str(exc)[:300])
-        return detector
-    if fast.names != detector.names:
-        log.warning("%s: the %s export lost the class names; serving torch", path.name, choice.runtime)
-        return detector
-    return fast
 
 
 def _detections(result: object) -> list[Detection]:

@@ -20,6 +20,7 @@ from ..errors import BackendError, ModelNotReady, ModelPathRefused
 from . import weights
 from .checkpoints import VersionCache, checkpoint_version, safe_model_path
 from .detector import Detector
+from .loader import load_detector
 
 __all__ = ["UNTRAINED", "ModelState", "ModelStore", "Plan", "ServedModel", "checkpoint_version", "safe_model_path"]
 
@@ -61,7 +62,7 @@ Loader = Callable[..., Detector]
 class ModelStore:
     """The loaded models of this process, the only global state the service has."""
 
-    def __init__(self, settings: Settings, loader: Loader = Detector.load) -> None:
+    def __init__(self, settings: Settings, loader: Loader = load_detector) -> None:
         self.settings = settings
         self._loader = loader
         self._lock = threading.Lock()

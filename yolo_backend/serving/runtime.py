@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.processes import child_env
 from .detector import Detector, load_ultralytics
 from .engine_threads import limit_threads
 from .exports import (
@@ -219,8 +220,6 @@ def prepare_apart(checkpoint: Path, requested: str, device: str, imgsz: int, cac
     640 px, measured) a process keeps for good; a worker that then serves an export would
     carry it for nothing. Any failure of the child is a torch verdict with the reason.
     """
-    from ..training.runner import child_env
-
     argv = [sys.executable, "-m", "yolo_backend.serving.runtime", str(checkpoint), requested, device, str(imgsz),
             str(cache_root)]
     try:

@@ -5,7 +5,7 @@ a body proves nothing. Before a trigger may count, queue a run or create anythin
 ``MODEL_DIR/projects``, ``KnownProjects.refusal`` asks Label Studio ``GET /api/projects/<id>/``
 with LABEL_STUDIO_API_KEY (the key training reads the annotations with), within a short
 timeout so the webhook answers well inside Label Studio's 1 s. Answers are remembered in
-bounded memory: a known project for good, an unknown one for a short while. ``RefusalLog``
+bounded memory: a known project for good, an unknown one for a short while. ``logs.RefusalLog``
 logs each refusal once per reason and project, not once per request.
 """
 
@@ -22,11 +22,11 @@ import requests
 from ..config import Settings
 from ..errors import LabelStudioUnavailable
 from ..labelstudio.ls_auth import LabelStudioAuth
+from ..logs import bounded_put
 
 log = logging.getLogger("yolo_backend.training")
 
 LOOKUP_TIMEOUT_S = 0.5  # Label Studio waits 1 s for the webhook's answer (WEBHOOK_TIMEOUT)
-MAX_REMEMBERED = 4096  # answers kept per process, each kind (known, unknown); oldest forgotten first
 UNKNOWN_TTL_S = 30.0  # a 404 is asked again after this (a project created meanwhile gets in)
 ERROR_TTL_S = 5.0  # Label Studio down or slow: asked again soon
 LOOKUPS_PER_S = 10.0  # new ids asked about per second and process: a flood of ids never floods Label Studio
@@ -107,50 +107,13 @@ class KnownProjects:
         with self._lock:
             if found is None:
                 self._unknown.pop(project, None)
-                _bounded_put(self._known, project, time.time())
+                bounded_put(self._known, project, time.time())
             else:
                 ttl = UNKNOWN_TTL_S if found.kind == "unknown_project" else ERROR_TTL_S
-                _bounded_put(self._unknown, project, (time.monotonic() + ttl, found))
+                bounded_put(self._unknown, project, (time.monotonic() + ttl, found))
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
         return session
-
-
-def _bounded_put(table: OrderedDict, key: str, value: object) -> None:
-    table[key] = value
-    table.move_to_end(key)
-    while len(table) > MAX_REMEMBERED:
-        table.popitem(last=False)
-
-
-class RefusalLog:
-    """One warning per (kind, key) per ``window`` s, and at most ``per_minute`` lines in all; the rest counted."""
-
-    def __init__(self, window: float = 600.0, per_minute: int = 20) -> None:
-        self.window, self.per_minute = window, per_minute
-        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._minute, self._lines, self._suppressed = 0, 0, 0
-        self._lock = threading.Lock()
-
-    def refused(self, kind: str, key: str, message: str) -> bool:
-        """Log ``message`` unless it was logged for (kind, key) lately or the minute's lines are used up."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._seen.get((kind, key))
-            if last is not None and now - last < self.window:
-                return False
-            minute = int(now // 60)
-            if minute != self._minute:
-                self._minute, self._lines = minute, 0
-            if self._lines >= self.per_minute:
-                self._suppressed += 1
-                return False
-            _bounded_put(self._seen, (kind, key), now)
-            self._lines += 1
-            suppressed, self._suppressed = self._suppressed, 0
-        more = f" ({suppressed} similar refusals not logged)" if suppressed else ""
-        log.warning("%s%s", message, more)
-        return True

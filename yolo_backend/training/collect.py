@@ -51,16 +51,3 @@ def fetch_from_label_studio(settings: Settings, project: str) -> ProjectData:
     for task in client.tasks.list(project=int(project), fields="all", page_size=100):
         tasks.append(task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task))
     return ProjectData(config, tasks)
-
-
-def chosen_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
-    """The annotation that counts: skipped/cancelled ones are out; ground truth wins, then the newest."""
-    usable = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
-    if not usable:
-        return None
-
-    def rank(a: dict[str, Any]) -> tuple[bool, str, int]:
-        stamp = str(a.get("updated_at") or a.get("created_at") or "")  # ISO 8601 sorts as text
-        return bool(a.get("ground_truth")), stamp, int(a.get("id") or 0)
-
-    return max(usable, key=rank)

@@ -1,4 +1,5 @@
-"""The two model calls of a run: fit a candidate, and predict the holdout the way the service would.
+"""The two model calls of a run: fit a candidate (``fit``), and predict the holdout the way the service would
+(``predictor``: ``holdout`` for images, ``video_scoring`` for a video's frames).
 
 Imported only in the training process: the web workers never load the trainer.
 """
@@ -10,26 +11,20 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from .. import kinds
 from ..config import Settings
 from ..core.durable import write_json
 from ..core.registry import RUN_FILES
-from ..formats.label_config import ControlSpec
-from ..kinds import Kind
 from ..serving.detector import pick_device
 from . import scoring
-from .dataset import Example
+from .holdout import predict_holdout
+from .video_scoring import predict_tracks
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
-SCORING_CONF = 0.001  # as `yolo val`: every box counts for mAP; thresholds are applied afterwards
 # Ultralytics' plots kept with the run for the status page (its batch mosaics and PR curves are left behind).
 # plots=True costs about 2-3 s per run on 2 CPU cores (labels.jpg, the final validation's plots), not per epoch.
 KEPT_PLOTS = ("results.png", "confusion_matrix.png", "confusion_matrix_normalized.png")
@@ -187,83 +182,10 @@ def _loss(trainer: Any) -> float | None:
     return round(float(sum(float(torch.as_tensor(p).sum()) for p in parts)), 4)
 
 
-def holdout_images(examples: Sequence[Example], batch: int = 16) -> Iterator[list[tuple[Example, np.ndarray]]]:
-    """The holdout's upright images as BGR arrays, a batch at a time (a big holdout never sits in memory)."""
-    import cv2
-
-    for start in range(0, len(examples), batch):
-        chunk = examples[start:start + batch]
-        yield [(example, cv2.imread(str(example.image), cv2.IMREAD_COLOR)) for example in chunk]
-
-
-def truths(example: Example, width: int, height: int, kind: Kind) -> tuple[scoring.Truth, ...]:
-    """The annotation's label rows as ``kind`` reads them (class, pixel box, shape) on the upright image."""
-    return tuple(scoring.Truth(*kinds.truth(kind, line, width, height)) for line in example.lines)
-
-
-def judged(kind: Kind, found: Sequence[scoring.Found], truth: Sequence[scoring.Truth]) -> scoring.Image:
-    """One holdout image, its overlaps computed once by the kind's geometry."""
-    ious = kinds.similarity(kind, [(f.box, f.shape) for f in found], [(t.box, t.shape) for t in truth]) \
-        if found and truth else np.zeros((len(found), len(truth)))
-    return scoring.Image(tuple(found), tuple(truth), ious)
-
-
-def no_model(examples: Sequence[Example], kind: Kind) -> list[scoring.Image]:
-    """What an annotator gets without weights: nothing, on every holdout image."""
-    out = []
-    for chunk in holdout_images(examples):
-        out += [judged(kind, (), truths(example, pixels.shape[1], pixels.shape[0], kind)) for example, pixels in chunk]
-    return out
-
-
-def holdout_detector(checkpoint: Path, settings: Settings, engine: Path | None = None) -> Any:
-    """The checkpoint as the service loads it (IMGSZ or its own size, IOU, MAX_DET); ``engine``: an export of it."""
-    from ..serving.detector import Detector, checkpoint_imgsz, checkpoint_iou, load_ultralytics
-
-    model = load_ultralytics(checkpoint)
-    imgsz = settings.fixed_imgsz or checkpoint_imgsz(model)
-    iou = checkpoint_iou(model) if settings.fixed_iou is None else settings.fixed_iou  # the .pt's, not the export's
-    if engine is not None:  # an exported graph of the checkpoint (the int8 gate), at the checkpoint's size
-        model = load_ultralytics(engine, model.task)
-    return Detector(model, device=pick_device(settings.device), imgsz=imgsz, iou=iou,
-                    max_det=settings.max_det, name=checkpoint.name)
-
-
-def label_indices(kind: Kind, spec: ControlSpec, names: dict[int, str]) -> dict[int, int]:
-    """Model class -> index of the control's label it serves as (``predicted_values``, exact, case-folded)."""
-    to_label = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
-    return {cls: to_label[label] for cls, label in kinds.class_labels(kind, spec, names).items() if label in to_label}
-
-
-def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: ControlSpec, settings: Settings,
-                    kind: Kind, engine: Path | None = None) -> list[scoring.Image]:
-    """Run ``checkpoint`` over the holdout as the service serves it, mapped to ``kind``'s classes for ``spec``.
-
-    Same image size (IMGSZ, or the checkpoint's own under ``auto``), IoU and max_det as
-    serving, and the same class -> label mapping (``predicted_values``, exact, case-folded),
-    at a low confidence so that every threshold can be judged from one pass. ``engine``: an
-    export of the checkpoint predicts instead (the int8 gate).
-    """
-    detector = holdout_detector(checkpoint, settings, engine)
-    mapping = label_indices(kind, spec, detector.names)
-    out = []
-    for chunk in holdout_images(examples):
-        found = detector.detect([pixels for _, pixels in chunk], conf=SCORING_CONF)
-        for (example, pixels), detections in zip(chunk, found):
-            mapped = [scoring.Found(mapping[d.class_id], d.score, d.box, kinds.shape(kind, d))
-                      for d in kinds.shown(kind, detections, spec) if d.class_id in mapping]
-            out.append(judged(kind, mapped, truths(example, pixels.shape[1], pixels.shape[0], kind)))
-    return out
-
-
 def predictor(media: str) -> Callable[..., list[scoring.Image]]:
     """How a holdout is predicted as it is served: images one by one; a video's frames from its tracks.
 
     Both take (checkpoint, examples, spec, settings, kind, engine=None) and give one scored
     image per holdout example.
     """
-    if media == "video":
-        from .video_scoring import predict_tracks
-
-        return predict_tracks
-    return predict_holdout
+    return predict_tracks if media == "video" else predict_holdout

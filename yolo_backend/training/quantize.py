@@ -1,6 +1,6 @@
 """The int8 copy of a model, made and judged on labeled images: a trained version, or a base model.
 
-``int8.py`` quantizes and applies the rule; this module feeds it what only training knows:
+``serving/int8.py`` quantizes and applies the rule; this module feeds it what only training knows:
 the holdout, its scoring as the promotion gate scores (``scoring.score``, the kind's metric
 and F1), and calibration images that are not judged. Both copies are judged at the thresholds
 the version is stored and served with (the fp32 candidate's per-class thresholds, else the
@@ -16,11 +16,12 @@ from pathlib import Path
 
 from .. import kinds
 from ..config import Settings
-from ..formats.label_config import ControlSpec, parse
+from ..formats.controls import ControlSpec
+from ..formats.label_config import parse
 from ..kinds import Kind
 from ..serving import int8
 from . import scoring
-from .dataset import Dataset, Example
+from .examples import Dataset, Example
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ def for_version(candidate: Path, verdict: dict, imgsz: int, dataset: Dataset, sp
     ``thresholds``: label -> the per-class threshold the version is published with; fp32 and
     int8 are both scored at them (as served), on the holdout predicted as served (a video's as tracks).
     """
-    from .fitting import holdout_images, predictor
+    from .fitting import predictor
+    from .holdout import holdout_images
 
     refused = _refused(kind, verdict)
     if refused:
@@ -109,7 +111,7 @@ def _scorer(checkpoint: Path, holdout: list[Example], spec: ControlSpec, setting
     Never thresholds chosen on the graph's own predictions: that would judge int8 at thresholds
     it is never served with. ``predict``: how the holdout is predicted (``fitting.predictor``).
     """
-    from .fitting import predict_holdout
+    from .holdout import predict_holdout
 
     labels = kinds.train_classes(kind, spec)
     predict = predict or predict_holdout

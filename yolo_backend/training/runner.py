@@ -22,6 +22,7 @@ from typing import Any, Callable, Protocol
 
 from ..config import Settings
 from ..core.durable import locked
+from ..core.processes import child_env
 from .run_queue import QueueFull, RunQueue, proc_stat, process_alive
 
 log = logging.getLogger(__name__)
@@ -88,14 +89,6 @@ class LocalRunner:
         log.info("project %s: training run %s started (process %d)", project, entry["run_id"], child.pid)
         stat = proc_stat(child.pid)
         return {"pid": child.pid, "host": socket.gethostname(), "start_time": stat[1] if stat else None}
-
-
-def child_env() -> dict[str, str]:
-    """The parent's environment, with this package importable whatever the working directory."""
-    root = str(Path(__file__).resolve().parents[2])
-    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    # Ultralytics' progress bars would flood the service log; the run logs one line per epoch itself.
-    return {"YOLO_VERBOSE": "False", "YOLO_OFFLINE": "1", **os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _feed_and_reap(child: subprocess.Popen, payload: str, project: str, then: Callable[[], Any]) -> None:

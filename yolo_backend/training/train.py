@@ -24,7 +24,8 @@ from ..serving.checkpoints import safe_model_path
 from ..serving.model_store import UNTRAINED, checkpoint_version
 from . import quantize, scoring
 from .collect import LABEL_STUDIO, load_project
-from .dataset import Dataset, Example, build_dataset, passed_over, training_control
+from .dataset import build_dataset, passed_over, training_control
+from .examples import Dataset, Example
 from .retention import prune
 
 log = logging.getLogger("yolo_backend.training")
@@ -101,7 +102,7 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         state.not_started(run, short)
         return
 
-    from . import fitting  # imports torch/Ultralytics: only once there is something to train
+    from . import fitting, holdout  # imports torch/Ultralytics: only once there is something to train
 
     # train: from the served version if there is one, else from the base (its backbone, for another task)
     start, pretrained = (str(served.path), None) if served.trained else _base_start(settings, spec.model_path,
@@ -124,7 +125,7 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     found = predict(candidate, dataset.holdout, spec, settings, kind)
     scores = judge(found, len(labels), settings, spec.threshold, kind.METRIC)
     baseline_found = (predict(served.path, dataset.holdout, spec, settings, kind) if served.path
-                      else fitting.no_model(dataset.holdout, kind))
+                      else holdout.no_model(dataset.holdout, kind))
     baseline = judge(baseline_found, len(labels), settings, spec.threshold, kind.METRIC)
     gain = scoring.gain(scores, baseline)  # how sure: a paired bootstrap over the holdout images
     run.metrics["candidate"] = scores.to_json()
@@ -168,7 +169,7 @@ def judge(found: list[scoring.Image], n_labels: int, settings: Settings, control
     With CLASS_THRESHOLDS on, both are scored at per-class thresholds cross-fitted on this
     holdout (chosen on one half, judged on the other), never the served version at its
     stored thresholds: those were chosen on its own run's holdout, and the holdout is stable
-    (``dataset.split``), so they were fitted on most of the images now judging it, an edge
+    (``core.split``), so they were fitted on most of the images now judging it, an edge
     the candidate cannot have. Cross-fitting both asks the same question of each: how good
     are its pre-labels at thresholds chosen on images other than the ones scored. The
     control's ``model_score_threshold``, or MODEL_SCORE_THRESHOLD, applies to both alike.
@@ -251,7 +252,7 @@ def _prepare_runtime(candidate: Path, dataset: Dataset, settings: Settings) -> t
     """Export the candidate for RUNTIME and check it answers as torch on up to 16 holdout images."""
     from ..serving import runtime
     from ..serving.detector import checkpoint_imgsz, pick_device
-    from .fitting import holdout_images
+    from .holdout import holdout_images
 
     imgsz = settings.fixed_imgsz or checkpoint_imgsz(candidate)
     images = [pixels for chunk in holdout_images(dataset.holdout[:16]) for _, pixels in chunk]

@@ -20,7 +20,8 @@ from ..core.registry import Registry, RegistryReader, project_dir
 from ..core.state import RunRecord
 from ..core.status import StatusBook
 from ..errors import BadRequest
-from .admission import KnownProjects, Refusal, RefusalLog
+from ..logs import RefusalLog
+from .admission import KnownProjects, Refusal
 from .coalesce import Coalescer
 from .collect import LABEL_STUDIO
 from .run_queue import QueueFull
@@ -31,7 +32,7 @@ log = logging.getLogger("yolo_backend.training")
 START = "START_TRAINING"
 # Label Studio 1.23's events that change a project's annotations (docs/training.md, "Events Label
 # Studio sends"). A delete is ANNOTATIONS_DELETED, also for one; TASKS_CREATED is an import, which
-# may carry annotations. ``model.changed_annotations`` counts each event's annotations.
+# may carry annotations. ``serving.backend.changed_annotations`` counts each event's annotations.
 CHANGES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED", "TASKS_CREATED")
 DIED = "the training worker stopped during the run (killed or restarted); the next trigger starts a new run"
 
@@ -47,7 +48,7 @@ class ProjectTrainer:
         self.lookup = RegistryReader(self.model_dir)  # for ModelStore.use_project_models
         # Only Label Studio's projects may train; an export file (``file:`` source, tests and tools) is its own truth.
         self.projects = projects or (KnownProjects(settings) if source == LABEL_STUDIO else None)
-        self.refusals = RefusalLog()
+        self.refusals = RefusalLog(log)
 
     def handle(self, event: str, project_id: str, changes: int = 1) -> dict[str, Any]:
         """START_TRAINING queues a run; an annotation event counts its ``changes`` towards TRAIN_EVERY_N."""

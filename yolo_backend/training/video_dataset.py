@@ -2,8 +2,8 @@
 
 Its tracks' boxes, as Label Studio interpolates them, on frames sampled with
 TRAIN_FRAME_STRIDE (``video.annotations``), decoded once into the run's folder. A video's
-frames are split together (``split`` groups them by the video file's digest, so the same video
-in two tasks is one group): never a frame of a training video in the holdout.
+frames are split together (``core.split`` groups them by the video file's digest, so the same
+video in two tasks is one group): never a frame of a training video in the holdout.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from typing import Any
 
 from .. import kinds
 from ..config import Settings
+from ..core.split import file_digest, split
 from ..errors import BackendError
-from ..formats import label_config
+from ..formats.controls import ControlSpec
+from ..formats.ls_tasks import chosen_annotation
 from ..media.fetcher import MediaFetcher
 from ..video import annotations, frames
-from .collect import chosen_annotation
-from .dataset import Dataset, Example, file_digest, split, write_dataset
+from .examples import Dataset, Example, write_dataset
 
 log = logging.getLogger(__name__)
 
 
-def build_from_video(root: Path, tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
+def build_from_video(root: Path, tasks: list[dict[str, Any]], spec: ControlSpec, settings: Settings,
                       media: MediaFetcher, kind: kinds.Kind) -> Dataset:
     """``build_dataset`` for a video control: frames of whole videos in each part.
 
@@ -40,7 +41,7 @@ def build_from_video(root: Path, tasks: list[dict[str, Any]], spec: label_config
     return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK, "video")
 
 
-def collect_frames(tasks: list[dict[str, Any]], spec: label_config.ControlSpec, settings: Settings,
+def collect_frames(tasks: list[dict[str, Any]], spec: ControlSpec, settings: Settings,
                    media: MediaFetcher, folder: Path, kind: kinds.Kind) -> tuple[list[Example], list[str]]:
     """Sampled frames of every video task with annotated tracks; the reasons for the tasks left out.
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from ..config import Settings
 from ..formats import convert
-from ..formats.label_config import ControlSpec
+from ..formats.controls import ControlSpec
 from ..kinds import Kind
 from ..video import annotations, keyframes, predict
 from ..video.frames import VideoInfo, probe
 from . import scoring
-from .dataset import Example
-from .fitting import holdout_detector, judged, label_indices, truths
+from .examples import Example
+from .holdout import holdout_detector, judged, label_indices, truths
 
 Drawn = tuple[int, float, list[dict]]  # label index, the track's best score, its served keyframes
 

@@ -19,7 +19,7 @@ from flask import Flask, Response, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BackendError, BadRequest
-from ..training.admission import RefusalLog
+from ..logs import RefusalLog
 from .openapi import document as openapi_document
 from .status_page import LabelStudioProbe, gather, plot_path, render
 
@@ -141,7 +141,7 @@ def create_app(backend: Any) -> Flask:
                                   label_config_xml=config)
         return jsonify(results=results)
 
-    webhook_refusals = RefusalLog()
+    webhook_refusals = RefusalLog(log)
 
     @app.post("/webhook")
     def webhook() -> Response:
