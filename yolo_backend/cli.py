@@ -25,8 +25,8 @@ from .labelstudio import ls_client
 if TYPE_CHECKING:
     from .formats.controls import ControlSpec
 from .config import SETTINGS
+from .core.checkpoints import safe_model_path
 from .errors import BackendError
-from .serving.checkpoints import safe_model_path
 
 EPILOG = "Environment: LABEL_STUDIO_URL, LABEL_STUDIO_API_KEY (and MODEL_ROOT, MODEL_PATH, ... for prelabel)."
 

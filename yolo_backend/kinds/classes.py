@@ -22,7 +22,7 @@ classes teaches each as the wrong answer for the other.
 
 YOLO side: an Ultralytics classify dataset has no label files, an image's class is its
 folder (``<split>/<class>/<image>``). Inside this backend a class is a label row holding only
-the class index (``"2"``), one row per choice; ``training.dataset`` and ``yolo_export`` write
+the class index (``"2"``), one row per choice; ``training.examples`` and ``yolo_export`` write
 those rows as folders (an image with two choices sits in both), and ``import_regions`` reads
 them back. ``to_value``/``from_yolo`` have no geometry to convert (``{}``: the envelope adds
 the label), and ``to_line`` gives no row: without the control, a choice is not written into an

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import Settings
+from ..core.checkpoints import VersionCache, checkpoint_version, safe_model_path
 from ..errors import BackendError, ModelNotReady, ModelPathRefused
 from . import weights
-from .checkpoints import VersionCache, checkpoint_version, safe_model_path
 from .detector import Detector
 from .loader import load_detector
 

@@ -32,7 +32,7 @@ from ..core.registry import RUN_FILES, Registry, project_dir
 log = logging.getLogger("yolo_backend.training")
 
 RECENT_RUN_FILES = 5  # runs whose curves and plots stay whatever they decided
-TRAINING_IMAGES = "training-images"  # per project; dataset.collect_examples caches upright copies there
+TRAINING_IMAGES = "training-images"  # per project; image_dataset.collect_examples caches upright copies there
 
 
 def training_images(model_dir: Path, project: str) -> Path:

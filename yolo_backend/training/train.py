@@ -16,12 +16,12 @@ from pathlib import Path
 from .. import kinds
 from ..config import Settings
 from ..core import state
+from ..core.checkpoints import checkpoint_version, safe_model_path
 from ..core.registry import Registry, ServedChanged, project_dir
 from ..core.state import RunRecord
 from ..core.status import StatusBook
 from ..errors import LabelConfigError
-from ..serving.checkpoints import safe_model_path
-from ..serving.model_store import UNTRAINED, checkpoint_version
+from ..serving.model_store import UNTRAINED
 from . import quantize, scoring
 from .collect import LABEL_STUDIO, load_project
 from .dataset import build_dataset, passed_over, training_control

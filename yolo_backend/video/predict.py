@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
+from ..core.checkpoints import safe_model_path
 from ..errors import LabelConfigError, MediaError
 from ..formats import convert
 from ..kinds import video_boxes
-from ..serving.checkpoints import safe_model_path
 from . import keyframes, tracking
 from .frames import VideoInfo, read_frames
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path, PurePosixPath
 
-from ..core.filehash import sha256_of
 from ..errors import ModelPathRefused
+from .filehash import sha256_of
 
 
 def safe_model_path(root: Path, relative: str) -> Path:
