@@ -1,7 +1,8 @@
 """One Ultralytics model, loaded once, safe to call from many threads.
 
 Ultralytics models are not thread-safe, so calls are serialised by a lock; image
-fetching and decoding happen outside it, in parallel.
+fetching and decoding happen outside it, in parallel. Which engine runs a checkpoint and
+its bulk lanes are ``loader``'s (``load_detector``): this module imports nothing above it.
 """
 
 from __future__ import annotations
