@@ -123,8 +123,9 @@ SETTINGS: tuple[Var, ...] = (
         "Holdout floor: with fewer held-out images, more are held out (stable by image content); runs need this many "
         "plus training images."),
     Var("PROMOTE_MIN_GAIN", "0.02", float,
-        "F1 of the pre-labels (holdout, both models cross-fitted) a candidate must surely gain over the served "
-        "model: the lower bound of the gain's 90% bootstrap interval must reach it; 0: ties promote."),
+        "F1 of the pre-labels (holdout, both models cross-fitted) a candidate must gain over the served model, "
+        "surely: the gain must reach it and the lower bound of its 90% bootstrap interval must be above 0; "
+        "0: ties promote."),
     Var("CLASS_THRESHOLDS", "true", bool,
         "Per-class score thresholds chosen on each version's holdout (max F1), used where a control sets no "
         "model_score_threshold; false = MODEL_SCORE_THRESHOLD for every class."),
