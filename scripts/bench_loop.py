@@ -1,6 +1,6 @@
 """How much labeling the live loop saves: edits per image, round by round, for four ways to label a project.
 
-    .venv/bin/python scripts/bench_loop.py                       # 300 images, 3 seeds (about 90 min on 2 cores)
+    .venv/bin/python scripts/bench_loop.py                       # 300 images, 3 seeds (about 100 min on 2 cores)
     .venv/bin/python scripts/bench_loop.py --images 100 --seeds 1 --strategies loop  # one strategy, short
     .venv/bin/python scripts/bench_loop.py --images 30 --seeds 1 --strategies draw,fixed  # a smoke run
 
@@ -50,9 +50,9 @@ COSTS = {"deleted": 2.0, "drawn": 7.0, "moved": 7.0, "relabeled": 2.0}
 DRAW_TRADITIONAL = 34.5
 # Training. TRAIN_IMGSZ 320: the project's 160 px images upscaled twice, so a 12 px object is 24 px to the
 # model (trained at 160 the loop's versions missed or misplaced small boxes: docs/loop.md, "What each
-# change did"; the service's default 640 would do as well at 4x the CPU time). TRAIN_STEPS 100: a run
-# takes about two minutes on 2 CPU cores whether the project has 20 labeled images or 300.
-TRAINING = {"TRAIN_EPOCHS": "40", "TRAIN_STEPS": "100", "TRAIN_IMGSZ": "320", "TRAIN_BATCH": "8",
+# change did"; the service's default 640 would do as well at 4x the CPU time). TRAIN_STEPS 150: a run
+# takes about three minutes on 2 CPU cores whether the project has 20 labeled images or 300.
+TRAINING = {"TRAIN_EPOCHS": "40", "TRAIN_STEPS": "150", "TRAIN_IMGSZ": "320", "TRAIN_BATCH": "8",
             "TRAIN_PATIENCE": "40", "TRAIN_MIN_IMAGES": "8", "TRAIN_THREADS": "2", "RUNTIME": "torch"}
 
 
