@@ -107,6 +107,9 @@ SETTINGS: tuple[Var, ...] = (
     Var("TRAIN_EVERY_N", "10", int,
         "Changed annotations (created/updated/deleted) that start a training run by themselves; 0 = only the button."),
     Var("TRAIN_EPOCHS", "30", int, "Most epochs per training run (small projects learn in tens of epochs)."),
+    Var("TRAIN_STEPS", "0", int,
+        "Most optimizer steps per run (0: no limit): epochs shrink as a project grows (never under 1 nor over "
+        "TRAIN_EPOCHS), so a run of 300 images takes about as long as one of 60 and new versions keep coming."),
     Var("TRAIN_IMGSZ", "640", int, "Training and holdout image size; smaller trains faster on a CPU."),
     Var("TRAIN_BATCH", "16", int, "Training batch size; -1 lets Ultralytics pick one for the GPU memory."),
     Var("TRAIN_PATIENCE", "30", int, "Epochs without holdout improvement before a run stops early (0: never); "
@@ -120,8 +123,9 @@ SETTINGS: tuple[Var, ...] = (
         "Holdout floor: with fewer held-out images, more are held out (stable by image content); runs need this many "
         "plus training images."),
     Var("PROMOTE_MIN_GAIN", "0.02", float,
-        "F1 of the pre-labels (holdout, both models cross-fitted) a candidate must surely gain over the served "
-        "model: the lower bound of the gain's 90% bootstrap interval must reach it; 0: ties promote."),
+        "F1 of the pre-labels (holdout, both models cross-fitted) a candidate must gain over the served model, "
+        "surely: the gain must reach it and the lower bound of its 90% bootstrap interval must be above 0; "
+        "0: ties promote."),
     Var("CLASS_THRESHOLDS", "true", bool,
         "Per-class score thresholds chosen on each version's holdout (max F1), used where a control sets no "
         "model_score_threshold; false = MODEL_SCORE_THRESHOLD for every class."),
@@ -217,6 +221,7 @@ class Settings:
     log_level: str
     train_every_n: int
     train_epochs: int
+    train_steps: int
     train_imgsz: int
     train_batch: int
     train_patience: int
@@ -278,6 +283,8 @@ class Settings:
             raise ValueError("TRAIN_HOLDOUT must be between 0 and 1 (e.g. 0.2)")
         if self.train_every_n < 0 or self.train_min_images < 2:
             raise ValueError("TRAIN_EVERY_N must be >= 0 and TRAIN_MIN_IMAGES >= 2")
+        if self.train_steps < 0:
+            raise ValueError("TRAIN_STEPS must be >= 0 (0: no limit; else the most optimizer steps per run)")
         if self.train_min_holdout < 1 or self.keep_versions < 0 or not 0 <= self.promote_min_gain < 1:
             raise ValueError("TRAIN_MIN_HOLDOUT must be >= 1, KEEP_VERSIONS >= 0, PROMOTE_MIN_GAIN in [0, 1)")
 

@@ -115,7 +115,10 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         log.info("project %s: run %s epoch %d/%d loss %s elapsed %.0f s remaining %.0f s", project, run.run_id,
                  info["epoch"], info["epochs"], info["loss"], info["elapsed_s"], info["remaining_s"])
 
-    candidate = fitting.fit(start, dataset.labels, dataset.data_yaml, work, settings, progress, pretrained)
+    epochs = epochs_for(len(dataset.train), settings)
+    run.metrics["epochs"] = epochs
+    candidate = fitting.fit(start, dataset.labels, dataset.data_yaml, work, settings.replace(train_epochs=epochs),
+                            progress, pretrained)
 
     # evaluate: both models on the same holdout, as the service would serve them to annotators
     run.progress = {**run.progress, "phase": "scoring on the holdout"}
@@ -160,6 +163,19 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         state.reject(run, str(exc))
         return
     state.promote(run, version, why)
+
+
+def epochs_for(images: int, settings: Settings) -> int:
+    """TRAIN_EPOCHS, cut so the run takes at most TRAIN_STEPS optimizer steps (one per batch; 0: no cut).
+
+    A run's time grows with epochs times images: without a cut, the run at 300 images takes five
+    times the one at 60 while the annotator waits on the old version. Never under one epoch.
+    """
+    if settings.train_steps <= 0 or images <= 0:
+        return settings.train_epochs
+    batch = settings.train_batch if settings.train_batch > 0 else 16  # -1 (auto) is a GPU's choice: count 16
+    steps_per_epoch = -(-images // batch)
+    return max(1, min(settings.train_epochs, settings.train_steps // steps_per_epoch))
 
 
 def judge(found: list[scoring.Image], n_labels: int, settings: Settings, control_threshold: float | None,
