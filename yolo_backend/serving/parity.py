@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..formats.convert import Detection
+from ..formats.overlap import box_iou
 
 MIN_IOU = 0.99
 MAX_SCORE_DIFF = 0.01
@@ -32,17 +35,12 @@ class Parity:
         return not self.problems
 
 
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _alike(a: Detection, b: Detection, iou: float) -> bool:
+    return a.class_id == b.class_id and abs(a.score - b.score) <= MAX_SCORE_DIFF and iou >= MIN_IOU
 
 
-def _alike(a: Detection, b: Detection) -> bool:
-    return a.class_id == b.class_id and abs(a.score - b.score) <= MAX_SCORE_DIFF and iou(a.box, b.box) >= MIN_IOU
+def _boxes(found: Sequence[Detection]) -> np.ndarray:
+    return np.array([d.box for d in found], float).reshape(-1, 4)
 
 
 def match(reference: Sequence[Detection], candidate: Sequence[Detection]) -> list[tuple[int, int]]:
@@ -52,12 +50,14 @@ def match(reference: Sequence[Detection], candidate: Sequence[Detection]) -> lis
     (highest IoU among those of the same class and a close score); a claimed candidate
     cannot be claimed again, so a duplicate on either side stays unmatched.
     """
+    ious = box_iou(_boxes(reference), _boxes(candidate))  # the one box IoU (formats.overlap), every pair once
     pairs: list[tuple[int, int]] = []
     claimed: set[int] = set()
     for r in sorted(range(len(reference)), key=lambda i: -reference[i].score):
-        options = [c for c in range(len(candidate)) if c not in claimed and _alike(reference[r], candidate[c])]
+        options = [c for c in range(len(candidate))
+                   if c not in claimed and _alike(reference[r], candidate[c], ious[r, c])]
         if options:
-            best = max(options, key=lambda c: iou(reference[r].box, candidate[c].box))
+            best = max(options, key=lambda c: ious[r, c])
             claimed.add(best)
             pairs.append((r, best))
     return pairs
