@@ -30,9 +30,13 @@ SETTINGS = {"MODEL_PATH": "cls.pt", "IMGSZ": "auto", "TRAIN_EVERY_N": "0", "TRAI
             "TRAIN_PATIENCE": "30",
             # per-class thresholds picked on a 5-image holdout sit just under its lowest right score (ties take
             # the higher threshold), which a fresh image's right class can miss: MODEL_SCORE_THRESHOLD here
-            "CLASS_THRESHOLDS": "false"}
-ANNOTATED = range(9000, 9024)  # 8 images of each class
-CIRCLE, TRIANGLE = 9024, 9026  # left for prediction: class_of(seed) is circle, triangle
+            "CLASS_THRESHOLDS": "false",
+            # half of 48 annotated tasks judge (18 holdout images: gain +0.354, interval +0.143 to +0.581); on 5
+            # (the default 20 % of 24) one machine's tiny base left a gain of +0.317 with an interval from +0.000,
+            # and the gate rightly kept the base
+            "TRAIN_HOLDOUT": "0.5"}
+ANNOTATED = range(9000, 9048)  # 16 images of each class
+CIRCLE, TRIANGLE = 9048, 9050  # left for prediction: class_of(seed) is circle, triangle
 
 
 @pytest.fixture
