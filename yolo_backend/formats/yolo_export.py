@@ -25,7 +25,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import yaml
 from PIL import Image
 
 from .. import kinds
@@ -34,7 +33,7 @@ from ..progress import bar
 from ..video import annotations, frames
 from .controls import ControlSpec
 from .ls_tasks import chosen_annotation  # the annotation training uses
-from .yolo_folder import IMAGE_SUFFIXES, class_folder_name
+from .yolo_folder import IMAGE_SUFFIXES, write_class_sample, write_data_yaml, write_sample
 
 __all__ = ["chosen_annotation"]
 
@@ -129,20 +128,14 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
     folders = options.task == "classify"  # Ultralytics' class folders: <split>/<class>/<image>
     for (key, file_name, source, _), split_name, lines in zip(fetched, splits, files):
         name = _unique(split_name, file_name, key, used)
-        if folders:
-            for line in dict.fromkeys(lines):  # an image with several choices sits in each of their folders
-                folder = out / split_name / class_folder_name(names[int(line.split()[0])])  # as training names it
-                folder.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, folder / name)
-        else:
-            (out / "images" / split_name).mkdir(parents=True, exist_ok=True)
-            (out / "labels" / split_name).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, out / "images" / split_name / name)  # EXIF kept: trainers apply it, as browsers do
-            (out / "labels" / split_name / f"{Path(name).stem}.txt").write_text("".join(f"{line}\n" for line in lines))
+        if folders:  # an image with several choices sits in each of their folders, as training writes it
+            write_class_sample(out, split_name, name, source, lines, names)
+        else:  # copied as it is, EXIF kept: trainers apply it, as browsers do
+            write_sample(out, split_name, name, source, lines)
         report.splits[split_name] += 1
         report.boxes += len(lines)
     fields = kinds.dataset_fields(kinds.for_result(spec.kind, options.task), spec) if spec else {}
-    write_data_yaml(out, names, report.splits, fields, folders)
+    _finish(out, names, report, fields, folders)
     return report
 
 
@@ -179,14 +172,11 @@ def write_video_frames(tasks: Sequence[dict[str, Any]], out: Path, names: Sequen
     parts = [("val", item) for item in held] + [
         ("test" if rank(item[0], "test") < options.test / (1 - options.val) else "train", item) for item in rest]
     for split_name, (_, image, rows) in parts:
-        (out / "images" / split_name).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split_name).mkdir(parents=True, exist_ok=True)
-        os.replace(image, out / "images" / split_name / image.name)
-        (out / "labels" / split_name / f"{image.stem}.txt").write_text("".join(f"{row}\n" for row in rows))
+        write_sample(out, split_name, image.name, image, rows, os.replace)
         report.splits[split_name] += 1
         report.boxes += len(rows)
     shutil.rmtree(staging, ignore_errors=True)
-    write_data_yaml(out, names, report.splits)
+    _finish(out, names, report)
     return report
 
 
@@ -210,25 +200,12 @@ def _fetch_all(tasks: Sequence[dict[str, Any]], fetch: Callable[[str, Any], Path
     return fetched
 
 
-def write_data_yaml(out: Path, names: Sequence[str], splits: Counter, fields: dict[str, Any] | None = None,
-                    folders: bool = False) -> Path:
-    """Ultralytics' dataset file; with no val images, val points at train so training still runs.
-
-    ``fields``: the task's own keys (pose: ``kpt_shape``, ``flip_idx``). A class-folder
-    dataset (``folders``) is trained from its folder; its data.yaml only records names.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    prefix = "" if folders else "images/"
-    data: dict[str, Any] = {"path": str(out.resolve()), "train": f"{prefix}train",
-                            "val": f"{prefix}val" if splits.get("val") else f"{prefix}train"}
-    if splits.get("test"):
-        data["test"] = f"{prefix}test"
-    data.update(fields or {})
-    data["names"] = dict(enumerate(names))
+def _finish(out: Path, names: Sequence[str], report: Export, fields: dict[str, Any] | None = None,
+            folders: bool = False) -> None:
+    """``data.yaml`` (``yolo_folder.write_data_yaml``, training's writer) naming the splits written, and
+    ``classes.txt``; with no val images, val points at train so training still runs."""
+    write_data_yaml(out, names, [name for name, count in report.splits.items() if count], fields, folders)
     (out / "classes.txt").write_text("".join(f"{name}\n" for name in names))
-    path = out / "data.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    return path
 
 
 def _image_url(task: dict[str, Any], data_key: str | None) -> str:

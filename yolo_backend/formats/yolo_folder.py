@@ -6,13 +6,20 @@ Layouts found by one rule per image, so mixed trees work too:
 - split folders: ``train/a.jpg`` or ``train/images/a.jpg`` with ``train/labels/a.txt``;
 - flat: ``a.jpg`` beside ``a.txt``.
 Class names come from ``data.yaml`` (list or mapping), ``classes.txt``, or the caller.
+
+Writing is here too, once for every dataset this package makes (a training run's, the
+review's folds, ``yolo-ls export-yolo``'s): ``write_sample`` puts an image and its rows in
+Ultralytics' layout (``write_class_sample``: in its class folders), ``write_data_yaml`` the
+dataset file Ultralytics reads.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 from PIL import Image, UnidentifiedImageError
@@ -145,6 +152,51 @@ def keypoint_names(root: Path) -> list[str]:
             if isinstance(names, list):
                 return [str(n) for n in names]
     return []
+
+
+# -- writing a dataset: samples in Ultralytics' layout, and its data.yaml ------------------------
+Place = Callable[[Path, Path], Any]  # (source, target): copy, hard link or move an image into the dataset
+
+
+def write_sample(out: Path, split: str, file_name: str, source: Path, rows: Iterable[str],
+                 put: Place = shutil.copyfile) -> None:
+    """``source`` as ``images/<split>/<file_name>`` (by ``put``), its rows in ``labels/<split>/<stem>.txt``."""
+    images, labels = out / "images" / split, out / "labels" / split
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    put(source, images / file_name)
+    (labels / f"{Path(file_name).stem}.txt").write_text("".join(f"{row}\n" for row in rows))
+
+
+def write_class_sample(out: Path, split: str, file_name: str, source: Path, rows: Iterable[str],
+                       names: Sequence[str], put: Place = shutil.copyfile) -> None:
+    """``source`` in ``<split>/<class>/`` of each class its rows name (an image with several choices sits in each)."""
+    for row in dict.fromkeys(rows):
+        folder = out / split / class_folder_name(names[int(row.split()[0])])
+        folder.mkdir(parents=True, exist_ok=True)
+        put(source, folder / file_name)
+
+
+def write_data_yaml(out: Path, names: Sequence[str], splits: Iterable[str] = ("train", "val"),
+                    fields: dict[str, Any] | None = None, folders: bool = False) -> Path:
+    """Ultralytics' dataset file, by ``yaml.safe_dump``: any label text (``:``, ``#``, quotes) reads back as written.
+
+    ``splits``: the parts written; without ``val``, val points at train (Ultralytics needs
+    one), ``test`` when there is one. ``fields``: the task's own keys (pose: ``kpt_shape``,
+    ``flip_idx``). A class-folder dataset (``folders``) is trained from its folder; its
+    data.yaml only records the names.
+    """
+    written, prefix = set(splits), "" if folders else "images/"
+    data: dict[str, Any] = {"path": str(out.resolve()), "train": f"{prefix}train",
+                            "val": f"{prefix}val" if "val" in written else f"{prefix}train"}
+    if "test" in written:
+        data["test"] = f"{prefix}test"
+    data.update(fields or {})
+    data["names"] = dict(enumerate(names))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return path
 
 
 # -- class folders (Ultralytics classify datasets) ------------------------------------------------

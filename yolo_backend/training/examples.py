@@ -8,14 +8,13 @@ dispatcher that picks a builder is ``dataset.build_dataset``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.split import split
-from ..formats.yolo_folder import class_folder_name
+from ..formats.yolo_folder import class_folder_name, write_class_sample, write_data_yaml, write_sample
 
 
 @dataclass(frozen=True)
@@ -73,31 +72,17 @@ def write_dataset(root: Path, parts: dict[str, list[Example]], labels: list[str]
     A ``classify`` dataset is Ultralytics' class folders instead, ``<part>/<label>/`` (an
     image with several choices sits in each of their folders); its folder is the data.
     """
-    if task == "classify":
-        return _write_class_folders(root, parts, labels)
+    classify = task == "classify"
     for name, part in parts.items():
-        (root / "images" / name).mkdir(parents=True, exist_ok=True)
-        (root / "labels" / name).mkdir(parents=True, exist_ok=True)
-        for example in part:
-            _link(example.image, root / "images" / name / f"{example.stem}.jpg")
-            (root / "labels" / name / f"{example.stem}.txt").write_text("".join(f"{line}\n" for line in example.lines))
-    names = "".join(f"  {index}: {_yaml_string(label)}\n" for index, label in enumerate(labels))
-    extra = "".join(f"{key}: {json.dumps(value)}\n" for key, value in (fields or {}).items())  # JSON is YAML
-    data_yaml = root / "data.yaml"
-    data_yaml.write_text(f"path: {_yaml_string(str(root.resolve()))}\ntrain: images/train\nval: images/val\n"
-                         f"{extra}names:\n{names}")
-    return data_yaml
-
-
-def _write_class_folders(root: Path, parts: dict[str, list[Example]], labels: list[str]) -> Path:
-    for name, part in parts.items():
-        for label in labels:  # every class folder, empty or not: Ultralytics counts classes by folders
+        for label in labels if classify else ():  # every class folder, empty or not: Ultralytics counts them
             (root / name / class_folder_name(label)).mkdir(parents=True, exist_ok=True)
         for example in part:
-            for line in dict.fromkeys(example.lines):
-                _link(example.image, root / name / class_folder_name(labels[int(line.split()[0])]) /
-                      f"{example.stem}.jpg")
-    return root
+            file_name = f"{example.stem}.jpg"
+            if classify:
+                write_class_sample(root, name, file_name, example.image, example.lines, labels, _link)
+            else:
+                write_sample(root, name, file_name, example.image, example.lines, _link)
+    return root if classify else write_data_yaml(root, labels, parts, fields)
 
 
 def _link(source: Path, link: Path) -> None:
@@ -105,8 +90,3 @@ def _link(source: Path, link: Path) -> None:
         os.link(source, link)
     except OSError:  # another file system: copy
         link.write_bytes(source.read_bytes())
-
-
-def _yaml_string(text: str) -> str:
-    """A YAML double-quoted scalar (labels may hold ':' or '#')."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
