@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.synthetic import CLASSES, draw_sample, yolo_lines  # noqa: E402
+from yolo_backend.formats.controls import ControlSpec  # noqa: E402
 from yolo_backend.formats.convert import Detection, Target  # noqa: E402
 from yolo_backend.serving import uncertainty  # noqa: E402
 
@@ -122,7 +123,7 @@ def task_doubt(found: list[Detection], target: Target, order: str) -> float:
 def pick_uncertain(model: Any, root: Path, unlabeled: list[str], thresholds: dict[int, float], count: int,
                    order: str = "uncertainty", salt: str = "") -> list[str]:
     """The ``count`` unlabeled images with the lowest task score, as the Data Manager sorted ascending shows them."""
-    target = Target("label", "image", "rectanglelabels", labels=dict(enumerate(CLASSES)),
+    target = Target(ControlSpec("label", "image", "rectanglelabels"), labels=dict(enumerate(CLASSES)),
                     threshold=DEFAULT_THRESHOLD, class_thresholds=thresholds)
     conf = uncertainty.ask_conf(target.lowest_threshold, "uncertainty")
     scored = []

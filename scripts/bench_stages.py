@@ -57,6 +57,7 @@ def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: P
     """Ultralytics' pre/inference/post split for our detector, and our conversion to Label Studio results."""
     from yolo_backend import kinds
     from yolo_backend.formats import convert
+    from yolo_backend.formats.controls import ControlSpec
     from yolo_backend.media.fetcher import open_image, to_bgr
     from yolo_backend.serving.detector import _detections
     from yolo_backend.serving.loader import load_detector
@@ -64,7 +65,8 @@ def model_costs(paths: list[Path], checkpoint: Path, runtime: str, cache_root: P
 
     detector = load_detector(checkpoint, device=device, runtime=runtime, cache_root=cache_root,
                              version=checkpoint_version(checkpoint), imgsz=imgsz, int8=int8, lanes=1)
-    target = convert.Target("label", "image", "rectanglelabels", labels=dict(detector.names), threshold=0.5)
+    target = convert.Target(ControlSpec("label", "image", "rectanglelabels"), labels=dict(detector.names),
+                            threshold=0.5)
     stages: dict[str, list[float]] = {"preprocess": [], "inference": [], "postprocess": [], "to detections": [],
                                       "to Label Studio results": []}
     boxes = []

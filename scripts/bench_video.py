@@ -35,6 +35,7 @@ def main() -> None:
 
     from tests.support import moving_shapes
     from tests.support.trained_model import trained_shapes_model
+    from yolo_backend.formats.controls import ControlSpec
     from yolo_backend.formats.convert import Target
     from yolo_backend.serving.detector import Detector
     from yolo_backend.video import frames
@@ -58,7 +59,8 @@ def main() -> None:
         detector.detect([next(frames.read_frames(big))[1]])  # warm-up
         print(f"video {info.width}x{info.height}, {info.frames} frames at {info.fps:g} fps; model at {args.imgsz} px; "
               f"{os.cpu_count()} CPUs")
-        target = Target("box", "video", "videorectangle", labels=dict(detector.names), threshold=0.25)
+        target = Target(ControlSpec("box", "video", "videorectangle", media="video"), labels=dict(detector.names),
+                        threshold=0.25)
         for stride in (int(s) for s in args.strides.split(",")):  # the path /predict takes for a video task
             options = TrackOptions("bytetrack", TRACK_CONF, None, stride, 0.9)
             started = time.perf_counter()

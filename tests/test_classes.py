@@ -16,6 +16,7 @@ from yolo_backend import kinds
 from yolo_backend.cli import main
 from yolo_backend.config import Settings
 from yolo_backend.formats import convert, label_config
+from yolo_backend.formats.controls import ControlSpec
 from yolo_backend.formats.convert import Detection, Target
 from yolo_backend.kinds import classes
 
@@ -30,9 +31,8 @@ def dets(*scores: float) -> list[Detection]:
 
 def target(labels: dict[int, str] = LABELS, threshold: float = 0.5, multiple: bool = False,
            per_class: dict[int, float] | None = None) -> Target:
-    return Target("class", "image", "choices", labels=labels, threshold=threshold,
-                  class_thresholds=per_class or {}, task="classify",
-                  options=(("choice", "multiple"),) if multiple else ())
+    spec = ControlSpec("class", "image", "choices", options=(("choice", "multiple"),) if multiple else ())
+    return Target(spec, labels=labels, threshold=threshold, class_thresholds=per_class or {}, task="classify")
 
 
 # -- results ---------------------------------------------------------------------------------------
@@ -45,20 +45,21 @@ def test_single_choice_is_one_region_with_the_best_class() -> None:
 
 
 def test_single_choice_never_puts_a_lower_class_in_place_of_an_unmapped_or_weak_best() -> None:
-    assert classes.results(dets(0.1, 0.85, 0.05), target({0: "circle", 2: "triangle"}), 100, 80) == []
-    assert classes.results(dets(0.3, 0.45, 0.25), target(), 100, 80) == []  # best below 0.5
-    low = classes.results(dets(0.3, 0.45, 0.25), target(threshold=0.4), 100, 80)
+    assert classes.KIND.results(dets(0.1, 0.85, 0.05), target({0: "circle", 2: "triangle"}), 100, 80) == []
+    assert classes.KIND.results(dets(0.3, 0.45, 0.25), target(), 100, 80) == []  # best below 0.5
+    low = classes.KIND.results(dets(0.3, 0.45, 0.25), target(threshold=0.4), 100, 80)
     assert [r["value"]["choices"] for r in low] == [["square"]]
 
 
 def test_multiple_choices_give_every_class_passing_its_threshold_in_one_region() -> None:
-    regions = classes.results(dets(0.6, 0.32, 0.08), target(threshold=0.3, multiple=True), 100, 80)
+    regions = classes.KIND.results(dets(0.6, 0.32, 0.08), target(threshold=0.3, multiple=True), 100, 80)
     assert len(regions) == 1 and regions[0]["value"]["choices"] == ["circle", "square"]
     assert regions[0]["score"] == 0.6
-    strict = classes.results(dets(0.6, 0.32, 0.08), target(threshold=0.3, multiple=True, per_class={1: 0.4}), 100, 80)
+    strict = classes.KIND.results(dets(0.6, 0.32, 0.08), target(threshold=0.3, multiple=True, per_class={1: 0.4}),
+                                  100, 80)
     assert strict[0]["value"]["choices"] == ["circle"]
-    assert classes.results(dets(0.2, 0.2, 0.6), target(threshold=0.7, multiple=True), 100, 80) == []
-    unmapped_best = classes.results(dets(0.6, 0.32, 0.08), target({1: "square"}, 0.3, multiple=True), 100, 80)
+    assert classes.KIND.results(dets(0.2, 0.2, 0.6), target(threshold=0.7, multiple=True), 100, 80) == []
+    unmapped_best = classes.KIND.results(dets(0.6, 0.32, 0.08), target({1: "square"}, 0.3, multiple=True), 100, 80)
     assert unmapped_best[0]["value"]["choices"] == ["square"] and unmapped_best[0]["score"] == 0.32
 
 
@@ -68,14 +69,14 @@ def test_classes_map_to_choices_by_predicted_values_exact_and_case_folded() -> N
                                           '<Choice value="SQUARE"/><Choice value="star"/></Choices>')
     spec = label_config.parse(config)[0]
     assert spec.kind == "choices" and classes.is_multiple(spec.options)
-    mapping = kinds.class_labels(classes, spec, LABELS)
+    mapping = classes.KIND.class_labels(spec, LABELS)
     assert mapping == {0: "Round", 1: "SQUARE"}
-    regions = classes.results(dets(0.5, 0.45, 0.05), target(mapping, 0.4, multiple=True), 100, 80)
+    regions = classes.KIND.results(dets(0.5, 0.45, 0.05), target(mapping, 0.4, multiple=True), 100, 80)
     assert regions[0]["value"]["choices"] == ["Round", "SQUARE"]
 
 
 def test_choices_kind_is_registered_and_a_detect_checkpoint_is_a_mismatch_naming_the_fix() -> None:
-    assert kinds.for_control("Choices") is classes and kinds.for_result("choices", "classify") is classes
+    assert kinds.for_control("Choices") is classes.KIND and kinds.for_result("choices", "classify") is classes.KIND
     assert "classify" in kinds.SERVING_TASKS
     with pytest.raises(kinds.KindMismatch, match=r"'detect' checkpoint.*classify checkpoint"):
         kinds.serving_kind("choices", "detect", None, "class")
@@ -96,23 +97,23 @@ def test_label_rows_are_class_indices_of_this_controls_choices() -> None:
 
 def test_import_and_label_rows_round_trip() -> None:
     place = convert.Place("class", "image", (120, 90), "seed")
-    regions = classes.import_regions(["1", "0", "1"], LABELS, place)
+    regions = classes.KIND.import_regions(["1", "0", "1"], LABELS, place)
     assert len(regions) == 1
     region = regions[0]
     assert region["type"] == "choices" and region["value"] == {"choices": ["square", "circle"]}
     assert "score" not in region and region["from_name"] == "class" and region["to_name"] == "image"
     spec = label_config.parse(choices_config(multiple=True))[0]
-    assert classes.label_rows(regions, {n: i for i, n in LABELS.items()}, spec) == ["1", "0"]
-    assert classes.import_regions([], LABELS, place) == []
+    assert classes.KIND.label_rows(regions, {n: i for i, n in LABELS.items()}, spec) == ["1", "0"]
+    assert classes.KIND.import_regions([], LABELS, place) == []
     with pytest.raises(ValueError, match="class 7 has no name"):
-        classes.import_regions(["7"], LABELS, place)
+        classes.KIND.import_regions(["7"], LABELS, place)
 
 
 def test_truth_is_the_whole_image_and_every_prediction_overlaps_it() -> None:
-    assert classes.truth("2", 120, 90) == (2, (0.0, 0.0, 120.0, 90.0), None)
-    matrix = kinds.similarity(classes, [((0, 0, 1, 1), None)] * 3, [((0, 0, 9, 9), None)] * 2)
+    assert classes.KIND.truth("2", 120, 90) == (2, (0.0, 0.0, 120.0, 90.0), None)
+    matrix = classes.KIND.overlap([((0, 0, 1, 1), None)] * 3, [((0, 0, 9, 9), None)] * 2)
     assert matrix.shape == (3, 2) and np.all(matrix == 1)
-    assert classes.METRIC == "top-1" and classes.TRAIN_TASK == "classify"
+    assert classes.KIND.METRIC == "top-1" and classes.KIND.TRAIN_TASK == "classify"
 
 
 # -- training dataset ------------------------------------------------------------------------------

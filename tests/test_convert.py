@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from tests.support.region_boxes import region_box
 from yolo_backend import kinds
 from yolo_backend.formats import convert
+from yolo_backend.formats.controls import ControlSpec
 from yolo_backend.formats.convert import Detection, Target, YoloBox
 
-RECT = Target("label", "image", "rectanglelabels", {0: "Car", 1: "Person"}, threshold=0.5)
-POLY = Target("poly", "image", "polygonlabels", {0: "Car"}, threshold=0.0)
+RECT = Target(ControlSpec("label", "image", "rectanglelabels"), {0: "Car", 1: "Person"}, threshold=0.5)
+POLY = Target(ControlSpec("poly", "image", "polygonlabels"), {0: "Car"}, threshold=0.0)
 
 
 def test_pixels_to_percent_box_is_percent_of_displayed_size() -> None:

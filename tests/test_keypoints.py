@@ -20,6 +20,7 @@ from tests.support.tiny_pose import FLIP_IDX, KEYPOINTS, PoseSample, pose_row, t
 from yolo_backend import kinds
 from yolo_backend.errors import LabelConfigError
 from yolo_backend.formats import convert, label_config
+from yolo_backend.formats.controls import ControlSpec
 from yolo_backend.formats.convert import Detection, Target
 from yolo_backend.formats.yolo_folder import displayed_size
 from yolo_backend.kinds import boxes, keypoints
@@ -38,14 +39,13 @@ def config(labels: str = CORNER_LABELS, box: bool = False, extra: str = "", mode
 
 
 def spec_of(xml: str) -> label_config.ControlSpec:
-    return next(s for s in label_config.parse(xml) if s.kind == keypoints.RESULT_TYPE)
+    return next(s for s in label_config.parse(xml) if s.kind == keypoints.KIND.RESULT_TYPE)
 
 
 def target_of(spec: label_config.ControlSpec, names: dict[int, str], threshold: float = 0.25) -> Target:
     """As ``serving.backend.YOLOBackend._target`` builds it."""
-    return Target(spec.from_name, spec.to_name, spec.kind, labels=keypoints.class_labels(spec, names),
-                  threshold=threshold if spec.threshold is None else spec.threshold, task="pose",
-                  options=spec.options, label_options=spec.label_options, box_control=spec.box_control)
+    return Target(spec, labels=keypoints.KIND.class_labels(spec, names),
+                  threshold=threshold if spec.threshold is None else spec.threshold, task="pose")
 
 
 def numbers(row: str) -> np.ndarray:
@@ -55,7 +55,7 @@ def numbers(row: str) -> np.ndarray:
 def box_region(row: str, size: tuple[int, int], region_id: str, label: str = "square") -> dict[str, Any]:
     """The instance box of a pose row as a ``<RectangleLabels name="box">`` region."""
     parsed = convert.parse_yolo_line(" ".join(row.split()[:5]))
-    return convert.region(boxes.from_yolo(parsed), label, result_type="rectanglelabels", from_name="box",
+    return convert.region(boxes.KIND.from_yolo(parsed, *size), label, result_type="rectanglelabels", from_name="box",
                           to_name="image", size=size, region_id=region_id)
 
 
@@ -67,7 +67,7 @@ def shown(tmp_path_factory: pytest.TempPathFactory) -> dict[int, PoseSample]:
 
 
 def imported(rows: list[str], size: tuple[int, int], names: tuple[str, ...] = KEYPOINTS) -> list[dict[str, Any]]:
-    return keypoints.import_regions(rows, {0: "square"}, convert.Place("kp", "image", size, "seed", names))
+    return keypoints.KIND.import_regions(rows, {0: "square"}, convert.Place("kp", "image", size, "seed", names))
 
 
 # -- round trips ------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_rows_round_trip_through_regions_on_the_displayed_image(shown, orientati
         regions = [box_region(row, size, f"b{i}") for i, row in enumerate(rows)]
         for index, point in enumerate(points):  # 4 points per row, in row order
             regions.append({**point, "parentID": f"b{index // 4}"} if by_parent else point)
-        back = keypoints.label_rows(regions, {"square": 0}, spec)
+        back = keypoints.KIND.label_rows(regions, {"square": 0}, spec)
         assert len(back) == len(rows)
         error = max(np.abs(numbers(a) - numbers(b)).max() for a, b in zip(back, rows))
         assert error < TOL, (by_parent, back, rows)
@@ -96,7 +96,7 @@ def test_one_instance_without_boxes_keeps_its_points_and_pads_its_bounds(shown) 
     sample = shown[6]
     size = (sample.width, sample.height)
     row = pose_row(sample.squares[0], *size)
-    back = keypoints.label_rows(imported([row], size), {"kp": 0}, spec_of(config()))
+    back = keypoints.KIND.label_rows(imported([row], size), {"kp": 0}, spec_of(config()))
     assert len(back) == 1
     ours, theirs = numbers(back[0]), numbers(row)
     assert np.abs(ours[5:] - theirs[5:]).max() < TOL  # every point and visibility
@@ -111,7 +111,7 @@ def test_a_missing_point_is_left_out_on_import_and_written_as_zeros() -> None:
     assert [p["value"]["keypointlabels"] for p in points] == [["top-left"], ["top-right"], ["bottom-left"]]
     assert points[0]["value"]["width"] == pytest.approx(0.5)  # a pixel, in percent of the width
     regions = [box_region(row, (200, 100), "b"), *points]
-    (back,) = keypoints.label_rows(regions, {"square": 0}, spec_of(config(box=True)))
+    (back,) = keypoints.KIND.label_rows(regions, {"square": 0}, spec_of(config(box=True)))
     assert list(numbers(back)[5:]) == [0.3, 0.3, 2, 0.7, 0.3, 2, 0, 0, 0, 0.3, 0.7, 2]
 
 
@@ -128,21 +128,21 @@ def test_points_group_by_parent_first_then_by_the_smallest_box_holding_them() ->
 
     regions = [big, small, point("top-left", 25, 25), point("top-right", 35, 25, parent="big"),
                point("bottom-left", 95, 95)]  # in no box: an instance of its own
-    rows = keypoints.label_rows(regions, {"square": 0, "other": 1}, spec)
+    rows = keypoints.KIND.label_rows(regions, {"square": 0, "other": 1}, spec)
     assert len(rows) == 3
     big_row, small_row, loose = (numbers(r) for r in rows)
     assert big_row[0] == 0 and list(big_row[[8, 9, 10]]) == [0.35, 0.25, 2]  # its parent's, though inside small
     assert small_row[0] == 1 and list(small_row[[5, 6, 7]]) == [0.25, 0.25, 2]  # the smallest holding box's class
     assert loose[0] == 0 and list(loose[[14, 15, 16]]) == [0.95, 0.95, 2] and loose[7] == 0
     others = [{**r, "from_name": "other"} for r in regions[2:]]  # another control's points are not this one's
-    (only_box,) = keypoints.label_rows([big, *others], {"square": 0}, spec)
+    (only_box,) = keypoints.KIND.label_rows([big, *others], {"square": 0}, spec)
     assert only_box.split()[:5] == rows[0].split()[:5] and set(only_box.split()[5:]) == {"0.000000", "0"}
 
 
 def test_flip_idx_pairs_left_and_right_names() -> None:
-    assert keypoints.dataset_fields(spec_of(config()))["flip_idx"] == FLIP_IDX
+    assert keypoints.KIND.dataset_fields(spec_of(config()))["flip_idx"] == FLIP_IDX
     labels = "".join(f'<Label value="{n}"/>' for n in ("nose", "left_eye", "right_eye", "Left Ear", "tail"))
-    fields = keypoints.dataset_fields(spec_of(config(labels)))
+    fields = keypoints.KIND.dataset_fields(spec_of(config(labels)))
     assert fields["kpt_shape"] == [5, 3] and fields["flip_idx"] == [0, 2, 1, 3, 4]  # "Right Ear" is no label
     assert fields["kpt_names"] == {0: ["nose", "left_eye", "right_eye", "Left Ear", "tail"]}
 
@@ -152,14 +152,15 @@ def test_model_index_maps_labels_to_keypoints_and_sets_k() -> None:
               '<Label value="left" model_index="1" predicted_values="person"/>')
     spec = spec_of(config(labels))
     assert keypoints.keypoint_labels(spec.label_options, spec.labels) == {2: "right", 1: "left"}
-    fields = keypoints.dataset_fields(spec)
+    fields = keypoints.KIND.dataset_fields(spec)
     assert fields["kpt_shape"] == [3, 3] and fields["flip_idx"] == [0, 2, 1]
-    assert keypoints.train_classes(spec) == ["person"] and keypoints.train_classes(spec_of(config())) == ["kp"]
-    assert keypoints.class_labels(spec, {0: "person", 1: "dog"}) == {0: "person"}
-    assert keypoints.class_labels(spec_of(config()), {0: "person", 1: "dog"}) == {0: "kp", 1: "kp"}
+    assert keypoints.KIND.train_classes(spec) == ["person"]
+    assert keypoints.KIND.train_classes(spec_of(config())) == ["kp"]
+    assert keypoints.KIND.class_labels(spec, {0: "person", 1: "dog"}) == {0: "person"}
+    assert keypoints.KIND.class_labels(spec_of(config()), {0: "person", 1: "dog"}) == {0: "kp", 1: "kp"}
     point = convert.region({"x": 10, "y": 20, "width": 1}, "right", result_type="keypointlabels", from_name="kp",
                            to_name="image", size=(100, 100), region_id="p")
-    (row,) = keypoints.label_rows([point], {"person": 0}, spec)
+    (row,) = keypoints.KIND.label_rows([point], {"person": 0}, spec)
     assert list(numbers(row)[5:]) == [0, 0, 0, 0, 0, 0, 0.1, 0.2, 2]
     with pytest.raises(LabelConfigError, match="model_index"):  # a 400 naming the attribute, from /predict too
         keypoints.keypoint_labels(spec_of(config('<Label value="a" model_index="first"/>')).label_options)
@@ -177,29 +178,29 @@ def test_results_keep_passing_instances_and_confident_points_with_stable_ids() -
     spec = spec_of(xml)
     target = target_of(spec, {0: "square", 1: "other"})
     found = [detection(0.9, 10), detection(0.2, 60), detection(0.8, 100, cls=1)]
-    regions = keypoints.results(found, target, 200, 100)
+    regions = keypoints.KIND.results(found, target, 200, 100)
     assert len(regions) == 6  # instance 2 is below the score threshold; the 0.2-confident points are left out
     assert [r["value"]["keypointlabels"][0] for r in regions] == ["top-left", "top-right", "bottom-left"] * 2
     assert regions[0]["value"] == {"x": 5.0, "y": 10.0, "width": 2.0, "keypointlabels": ["top-left"]}
-    assert regions == keypoints.results(found, target, 200, 100)  # same ids again
+    assert regions == keypoints.KIND.results(found, target, 200, 100)  # same ids again
     assert len({r["id"] for r in regions}) == 6
     # parentID: the region id the boxes kind gives the same instance
     box_spec = next(s for s in label_config.parse(xml) if s.from_name == "box")
-    box_target = Target("box", "image", "rectanglelabels", labels={0: "square", 1: "other"}, threshold=0.3,
-                        task="pose")
+    box_target = Target(ControlSpec("box", "image", "rectanglelabels"), labels={0: "square", 1: "other"},
+                        threshold=0.3, task="pose")
     box_ids = [r["id"] for r in kinds.detections_to_regions(found, [box_target], 200, 100)]
     assert box_spec.box_control is None and len(box_ids) == 2
     assert [r["parentID"] for r in regions] == [box_ids[0]] * 3 + [box_ids[1]] * 3
     # predicted_values: only the named classes give points
     named = spec_of(config(CORNER_LABELS.replace("/>", ' predicted_values="other"/>')))
-    assert {r["score"] for r in keypoints.results(found, target_of(named, {0: "square", 1: "other"}), 200, 100)} \
-        == {0.8}
+    named_target = target_of(named, {0: "square", 1: "other"})
+    assert {r["score"] for r in keypoints.KIND.results(found, named_target, 200, 100)} == {0.8}
 
 
 def test_results_follow_model_index() -> None:
     labels = '<Label value="second" model_index="1"/><Label value="fourth" model_index="3"/>'
     target = target_of(spec_of(config(labels)), {0: "square"})
-    regions = keypoints.results([detection(0.9, 10, conf=(1, 1, 1, 1))], target, 100, 100)
+    regions = keypoints.KIND.results([detection(0.9, 10, conf=(1, 1, 1, 1))], target, 100, 100)
     assert [(r["value"]["keypointlabels"][0], r["value"]["x"], r["value"]["y"]) for r in regions] == \
         [("second", 30.0, 10.0), ("fourth", 10.0, 30.0)]
     assert "parentID" not in regions[0]
@@ -208,15 +209,14 @@ def test_results_follow_model_index() -> None:
 # -- holdout scoring --------------------------------------------------------------------------------
 def test_oks_is_one_for_the_truth_and_falls_with_distance() -> None:
     row = "0 0.5 0.5 0.4 0.4 0.3 0.3 2 0.7 0.3 2 0 0 0 0.3 0.7 2"
-    cls, box, truth = keypoints.truth(row, 200, 100)
+    cls, box, truth = keypoints.KIND.truth(row, 200, 100)
     assert cls == 0 and box == pytest.approx((60, 30, 140, 70)) and truth.shape == (4, 3)
     exact = Detection(0, 0.9, box, keypoints=((60, 30, 1), (140, 30, 1), (5, 5, 1), (60, 70, 1)))
     near = Detection(0, 0.9, box, keypoints=((90, 30, 1), (140, 60, 1), (100, 50, 1), (60, 40, 1)))  # 30 px off
     nothing = Detection(0, 0.9, box)
-    found = [(d.box, keypoints.shape(d)) for d in (exact, near, nothing)]
-    oks = kinds.similarity(keypoints, found, [(box, truth)])
+    found = [(d.box, keypoints.KIND.shape(d)) for d in (exact, near, nothing)]
+    oks = keypoints.KIND.overlap(found, [(box, truth)])
     assert oks[0, 0] == pytest.approx(1.0) and 0.3 < oks[1, 0] < 0.8 and oks[2, 0] == 0.0
-    assert kinds.truth(keypoints, row, 200, 100)[0] == 0
 
 
 def test_oks_takes_053_of_the_box_as_the_object_area_as_yolo_val_does() -> None:
@@ -227,7 +227,7 @@ def test_oks_takes_053_of_the_box_as_the_object_area_as_yolo_val_does() -> None:
     box = (0.0, 0.0, 100.0, 100.0)
     truth = np.array([[20.0, 20.0, 2.0], [80.0, 80.0, 2.0]])
     found = np.array([[80.0, 20.0], [20.0, 80.0]])  # each point 60 px from its truth
-    oks = kinds.similarity(keypoints, [(box, found)], [(box, truth)])[0, 0]
+    oks = keypoints.KIND.overlap([(box, found)], [(box, truth)])[0, 0]
     sigma = 1 / 2  # Ultralytics' for a set that is not COCO's 17 points: 1/k
     assert oks == pytest.approx(math.exp(-60 ** 2 / ((2 * sigma) ** 2 * 100 * 100 * 0.53 * 2)))
     assert oks == pytest.approx(0.712, abs=1e-3) and oks < 0.75
@@ -248,7 +248,7 @@ def test_oks_agrees_with_ultralytics_kpt_iou_on_random_instances(k: int) -> None
     ours_points = gt_points[:, :, :2] + rng.normal(0, 4, (6, k, 2))
     found = [(tuple(b), p) for b, p in zip(gt_boxes[::-1], ours_points[::-1])]  # other order: not a diagonal
     truths = [(tuple(b), p) for b, p in zip(gt_boxes, gt_points)]
-    ours = kinds.similarity(keypoints, found, truths)  # (found, truths)
+    ours = keypoints.KIND.overlap(found, truths)  # (found, truths)
     area = torch.tensor(sides.prod(1) * 0.53)  # PoseValidator: xywh area x 0.53
     sigma = OKS_SIGMA if k == 17 else np.ones(k) / k  # PoseValidator: COCO's for 17 points, else 1/k
     theirs = kpt_iou(torch.tensor(gt_points), torch.tensor(ours_points[::-1].copy()), area, sigma).numpy()
@@ -257,9 +257,9 @@ def test_oks_agrees_with_ultralytics_kpt_iou_on_random_instances(k: int) -> None
 
 
 def test_per_region_functions_say_the_hooks_replace_them() -> None:
-    assert keypoints.to_line({"value": {"x": 1, "y": 2}}, 0) is None
+    assert keypoints.KIND.to_line({"value": {"x": 1, "y": 2}}, 0) is None
     with pytest.raises(NotImplementedError, match="results"):
-        keypoints.to_value(detection(0.9, 10), 100, 100)
+        keypoints.KIND.to_value(detection(0.9, 10), 100, 100)
 
 
 # -- serving a pose checkpoint through /predict ------------------------------------------------------

@@ -16,9 +16,12 @@ from PIL import Image
 from tests.support.sample_images import Sample, write_sample
 from yolo_backend import kinds
 from yolo_backend.formats import convert, label_config
+from yolo_backend.formats.controls import ControlSpec
 from yolo_backend.formats.convert import Detection, Target
 from yolo_backend.formats.yolo_folder import displayed_size
-from yolo_backend.kinds import boxes, masks, outlines
+from yolo_backend.kinds.boxes import KIND as boxes
+from yolo_backend.kinds.masks import KIND as masks
+from yolo_backend.kinds.outlines import KIND as outlines
 from yolo_backend.media.fetcher import open_image
 
 PACKAGE = Path(__file__).resolve().parent.parent / "yolo_backend"
@@ -26,7 +29,7 @@ ORIENTATIONS = (1, 3, 6, 8)
 TOL = 1e-4  # of the image side, as the YOLO <-> Label Studio round trips elsewhere
 IDS = {"car": 0, "person": 1}
 # kinds with a region per object and a row per region; keypoints and classes read whole images (own tests)
-REGION_KINDS = [kind for kind in kinds.KINDS if not hasattr(kind, "import_regions")]
+REGION_KINDS = [kind for kind in kinds.KINDS if not isinstance(kind, kinds.WholeImageKind)]
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +150,7 @@ def test_model_output_value_and_row_agree(shown: dict[int, Sample], orientation:
     polygon = ((x1, y1), (x2, (y1 + y2) / 2), ((x1 + x2) / 2, y2)) if outline else None
     det = Detection(1, 0.9, (x1, y1, x2, y2), polygon)
     for kind in REGION_KINDS:
-        target = Target("label", "image", kind.RESULT_TYPE, {1: "person"}, threshold=0.5)
+        target = Target(ControlSpec("label", "image", kind.RESULT_TYPE), {1: "person"}, threshold=0.5)
         region = kinds.detection_to_region(det, target, width, height)
         assert region["type"] == kind.RESULT_TYPE and region["value"][kind.RESULT_TYPE] == ["person"]
         assert (region["original_width"], region["original_height"]) == (width, height)

@@ -78,15 +78,15 @@ def test_the_value_is_label_studios_rgba_rle_and_decodes_back_exactly() -> None:
                                     {"value": {"format": "rle", "rle": ["x", 1, 2, 3, 4]}}])
 def test_an_unreadable_or_mis_sized_rle_gives_no_row(broken: dict) -> None:
     region = {**brush_region(np.ones((8, 8), bool)), **broken}
-    assert masks.to_line(region, 0) is None
+    assert masks.KIND.to_line(region, 0) is None
 
 
 def test_an_empty_mask_or_a_speck_gives_no_row() -> None:
     empty = np.zeros(SIZE[::-1], bool)
-    assert masks.to_line(brush_region(empty), 0) is None
+    assert masks.KIND.to_line(brush_region(empty), 0) is None
     speck = empty.copy()
     speck[5, 5] = True
-    assert masks.to_line(brush_region(speck), 0) is None
+    assert masks.KIND.to_line(brush_region(speck), 0) is None
 
 
 # -- round trips -----------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def test_mask_to_row_to_mask_gives_the_same_pixels(shape: tuple, size: tuple[int
     kind, cx, cy, radius, degrees = shape
     k = size[0] / SIZE[0] if size[0] > 200 else 1  # the big image: the same shape, scaled
     mask = outline_mask(outline(kind, cx * k, cy * k, radius * k, degrees), *size)
-    row = masks.to_line(brush_region(mask), 1)
+    row = masks.KIND.to_line(brush_region(mask), 1)
     assert row is not None and row.startswith("1 ") and convert.is_segment_line(row)
     numbers = [float(n) for n in row.split()[1:]]
     assert all(0 <= n <= 1 for n in numbers)
@@ -110,9 +110,9 @@ def test_row_to_value_to_row_keeps_the_mask_and_the_box_within_a_pixel(shape: tu
     kind, cx, cy, radius, degrees = shape
     width, height = SIZE
     row = segment_row(0, outline(kind, cx, cy, radius, degrees), width, height)
-    value = masks.from_yolo(convert.parse_yolo_line(row), width, height)
+    value = masks.KIND.from_yolo(convert.parse_yolo_line(row), width, height)
     region = {"original_width": width, "original_height": height, "value": {**value, "brushlabels": ["red"]}}
-    again = masks.to_line(region, 0)
+    again = masks.KIND.to_line(region, 0)
     assert again is not None
     assert iou(row_mask(again, width, height), row_mask(row, width, height)) >= 0.98
     first, second = convert.parse_yolo_line(row), convert.parse_yolo_line(again)
@@ -126,10 +126,10 @@ def _box(label: convert.YoloBox, width: int, height: int) -> tuple[float, float,
 
 
 def test_a_box_row_imports_as_a_filled_rectangle() -> None:
-    value = masks.from_yolo(convert.parse_yolo_line("0 0.5 0.5 0.25 0.5"), *SIZE)
+    value = masks.KIND.from_yolo(convert.parse_yolo_line("0 0.5 0.5 0.25 0.5"), *SIZE)
     mask = masks.region_mask({"original_width": SIZE[0], "original_height": SIZE[1], "value": value})
     assert bounds(mask) == (60, 32, 100, 96) and mask.sum() == 41 * 65  # pixels 60..100 x 32..96, edges included
-    assert masks.to_line({"original_width": SIZE[0], "original_height": SIZE[1], "value": value}, 0) == (
+    assert masks.KIND.to_line({"original_width": SIZE[0], "original_height": SIZE[1], "value": value}, 0) == (
         "0 0.375000 0.250000 0.375000 0.750000 0.625000 0.750000 0.625000 0.250000")  # the same box, exactly
 
 
@@ -138,7 +138,7 @@ def test_a_mask_in_pieces_is_one_row_covering_every_piece_and_holes_are_filled()
     mask |= outline_mask(outline("square", 110, 80, 20, 0), *SIZE)
     ring = mask.copy()
     ring[28:33, 28:33] = False  # a hole
-    row = masks.to_line(brush_region(ring), 0)
+    row = masks.KIND.to_line(brush_region(ring), 0)
     assert row is not None and len(row.splitlines()) == 1
     back = row_mask(row, *SIZE)
     assert back[mask].all()  # both pieces, the hole filled
@@ -147,22 +147,22 @@ def test_a_mask_in_pieces_is_one_row_covering_every_piece_and_holes_are_filled()
 
 def test_a_detection_becomes_its_outline_filled_or_its_box() -> None:
     points = outline("triangle", 80, 64, 45, 0)
-    value = masks.to_value(Detection(0, 0.9, (0, 0, 1, 1), polygon=points), *SIZE)
+    value = masks.KIND.to_value(Detection(0, 0.9, (0, 0, 1, 1), polygon=points), *SIZE)
     mask = masks.region_mask({"original_width": SIZE[0], "original_height": SIZE[1], "value": value})
     exact = centres_inside(points, *SIZE)
     assert mask[exact].all() and iou(mask, exact) >= 0.95  # edges included: the border pixels they cross
-    boxed = masks.to_value(Detection(0, 0.9, (10, 20, 30, 50)), *SIZE)
+    boxed = masks.KIND.to_value(Detection(0, 0.9, (10, 20, 30, 50)), *SIZE)
     boxed_mask = masks.region_mask({"original_width": SIZE[0], "original_height": SIZE[1], "value": boxed})
     assert bounds(boxed_mask) == (10, 20, 30, 50)
 
 
 def test_the_registry_routes_brushlabels_to_masks() -> None:
-    assert kinds.for_control("BrushLabels") is masks and kinds.for_result("brushlabels", "segment") is masks
+    assert kinds.for_control("BrushLabels") is masks.KIND and kinds.for_result("brushlabels", "segment") is masks.KIND
     region = brush_region(outline_mask(outline("circle", 80, 64, 20, 0), *SIZE), "blue")
     assert kinds.region_line(region, {"red": 0, "blue": 1}, task="segment").startswith("1 ")
     assert kinds.region_line(region, {"red": 0, "blue": 1}, task="detect") is None  # a detect dataset has no masks
     pair = ((0, 0, 1, 1), outline("circle", 80, 64, 20, 0))
-    assert kinds.similarity(masks, [pair], [pair])[0, 0] > 0.99
+    assert masks.KIND.overlap([pair], [pair])[0, 0] > 0.99
 
 
 # -- EXIF: import gives masks on the displayed image ------------------------------------------------

@@ -16,6 +16,7 @@ from ultralytics.utils.ops import regularize_rboxes, xywhr2xyxyxyxy
 from tests.support.sample_images import Sample, write_sample
 from yolo_backend import kinds
 from yolo_backend.formats import convert, label_config
+from yolo_backend.formats.controls import ControlSpec
 from yolo_backend.formats.convert import Detection, Target
 from yolo_backend.formats.yolo_folder import displayed_size
 from yolo_backend.kinds import boxes, oriented_boxes
@@ -84,7 +85,7 @@ def test_model_corners_become_a_canonical_value_with_the_same_corners(
     size = sizes[orientation]
     corners = rectangle(cx, cy, w, h, degrees, size)[::-1 if reverse else 1]  # either winding
     det = Detection(0, 0.9, bounds(corners), corners=tuple(corners))
-    value = oriented_boxes.to_value(det, *size)
+    value = oriented_boxes.KIND.to_value(det, *size)
     assert 0 <= value["rotation"] < 90  # one description per rectangle, as Ultralytics regularises
     assert same_corners(oriented_boxes.value_corners(value, *size), corners, size) < TOL
     regular = regularize_rboxes(torch.tensor([[0, 0, w, h, math.radians(degrees)]], dtype=torch.float64))[0]
@@ -119,18 +120,18 @@ def test_value_to_row_and_back_keeps_the_rectangle(sizes: dict[int, tuple[int, i
 
 def test_a_value_with_no_rotation_keeps_its_corner_and_sides() -> None:
     value = {"x": 10.0, "y": 20.0, "width": 30.0, "height": 15.0, "rotation": 0}
-    line = oriented_boxes.to_line(region(value, (640, 480)), 0)
+    line = oriented_boxes.KIND.to_line(region(value, (640, 480)), 0)
     assert line == "0 0.100000 0.200000 0.400000 0.200000 0.400000 0.350000 0.100000 0.350000"
-    assert oriented_boxes.from_yolo(convert.parse_yolo_line(line), 640, 480) == value
+    assert oriented_boxes.KIND.from_yolo(convert.parse_yolo_line(line), 640, 480) == value
 
 
 def test_rows_are_clipped_to_the_image_and_dropped_when_nothing_is_left() -> None:
     poking = {"x": 90.0, "y": 40.0, "width": 30.0, "height": 10.0, "rotation": 30}
-    line = oriented_boxes.to_line(region(poking, (640, 480)), 0)
+    line = oriented_boxes.KIND.to_line(region(poking, (640, 480)), 0)
     assert line is not None and all(0 <= float(n) <= 1 for n in line.split()[1:])
     outside = {"x": 120.0, "y": 40.0, "width": 30.0, "height": 10.0, "rotation": 30}
-    assert oriented_boxes.to_line(region(outside, (640, 480)), 0) is None
-    assert oriented_boxes.to_line({"value": {"points": [[1, 2]]}}, 0) is None
+    assert oriented_boxes.KIND.to_line(region(outside, (640, 480)), 0) is None
+    assert oriented_boxes.KIND.to_line({"value": {"points": [[1, 2]]}}, 0) is None
 
 
 # -- agreement with label_studio_sdk.converter -------------------------------------------------
@@ -153,22 +154,21 @@ def test_corners_agree_with_the_label_studio_converter(x: float, y: float, w: fl
 
 # -- the registry ------------------------------------------------------------------------------
 def test_the_checkpoint_task_picks_oriented_boxes_for_rectangle_labels() -> None:
-    assert kinds.for_control("RectangleLabels") is boxes
-    assert kinds.for_control("RectangleLabels", "detect") is boxes
-    assert kinds.for_control("RectangleLabels", "obb") is oriented_boxes
-    assert kinds.for_result("rectanglelabels", "obb") is oriented_boxes
+    assert kinds.for_control("RectangleLabels") is boxes.KIND
+    assert kinds.for_control("RectangleLabels", "detect") is boxes.KIND
+    assert kinds.for_control("RectangleLabels", "obb") is oriented_boxes.KIND
+    assert kinds.for_result("rectanglelabels", "obb") is oriented_boxes.KIND
     assert "obb" in kinds.SERVING_TASKS and kinds.CONTROLS["RectangleLabels"] == "rectanglelabels"
 
 
 def test_detections_of_an_obb_target_become_rotated_rectangles() -> None:
     corners = tuple(rectangle(0.5, 0.5, 100, 40, 30, (640, 480)))
     det = Detection(0, 0.9, bounds(corners), corners=corners)
-    target = Target("label", "image", "rectanglelabels", labels={0: "car"}, task="obb")
+    target = Target(ControlSpec("label", "image", "rectanglelabels"), labels={0: "car"}, task="obb")
     (found,) = kinds.detections_to_regions([det], [target], 640, 480)
     assert found["type"] == "rectanglelabels" and found["value"]["rectanglelabels"] == ["car"]
     assert found["value"]["rotation"] == pytest.approx(30, abs=1e-3)
-    plain = kinds.detections_to_regions([det], [Target("label", "image", "rectanglelabels", labels={0: "car"})],
-                                        640, 480)
+    plain = kinds.detections_to_regions([det], [Target(target.spec, labels={0: "car"})], 640, 480)
     assert plain[0]["value"]["rotation"] == 0
 
 
@@ -180,7 +180,8 @@ def test_model_obb_on_a_control_demands_an_obb_checkpoint() -> None:
     assert (forced.task, plain.task) == ("obb", None)
     with pytest.raises(kinds.KindMismatch, match="model_obb"):
         kinds.serving_kind(forced.kind, "detect", forced.task, forced.from_name)
-    assert kinds.serving_kind(forced.kind, "obb", forced.task) is oriented_boxes
-    assert kinds.serving_kind(plain.kind, "obb") is oriented_boxes and kinds.serving_kind(plain.kind, "detect") is boxes
+    assert kinds.serving_kind(forced.kind, "obb", forced.task) is oriented_boxes.KIND
+    assert kinds.serving_kind(plain.kind, "obb") is oriented_boxes.KIND
+    assert kinds.serving_kind(plain.kind, "detect") is boxes.KIND
     with pytest.raises(kinds.KindMismatch, match="<RectangleLabels>"):
         kinds.serving_kind("polygonlabels", "obb")

@@ -17,7 +17,6 @@ import pytest
 from tests.support import rotated_shapes
 from tests.support.shapes_project import export_file
 from tests.support.training_runs import train_once
-from yolo_backend import kinds
 from yolo_backend.config import Settings
 from yolo_backend.formats import convert, overlap
 from yolo_backend.kinds import oriented_boxes
@@ -49,11 +48,11 @@ def test_rotated_iou_is_the_rectangles_not_their_bounds() -> None:
     a = rotated_shapes.corners(100, 100, 120, 20, 45)
     b = rotated_shapes.corners(100, 100, 120, 20, -45)
     bounds = [(min(x for x, _ in c), min(y for _, y in c), max(x for x, _ in c), max(y for _, y in c)) for c in (a, b)]
-    ious = kinds.similarity(oriented_boxes, [(bounds[0], a)], [(bounds[1], b)])
+    ious = oriented_boxes.KIND.overlap([(bounds[0], a)], [(bounds[1], b)])
     assert overlap.box_iou(np.array(bounds[:1]), np.array(bounds[1:]))[0, 0] > 0.99
     expected = 20 * 20 / (2 * 120 * 20 - 20 * 20)  # the crossing square over the union
     assert math.isclose(ious[0, 0], expected, abs_tol=0.01), ious
-    same = kinds.similarity(oriented_boxes, [(bounds[0], a)], [(bounds[0], tuple(reversed(a)))])
+    same = oriented_boxes.KIND.overlap([(bounds[0], a)], [(bounds[0], tuple(reversed(a)))])
     assert same[0, 0] > 0.98  # corner order does not matter
 
 
@@ -70,9 +69,9 @@ def test_an_obb_annotation_trains_as_an_obb_row_and_scores_by_its_corners(tmp_pa
         truth = by_id[example.task_id]["_truth"]
         assert len(example.lines) == len(truth) and all(len(line.split()) == 9 for line in example.lines)
         for line, (cls, corners) in zip(example.lines, truth):
-            label, box, shape = kinds.truth(oriented_boxes, line, 320, 256)  # rotated_shapes' displayed size
+            label, box, shape = oriented_boxes.KIND.truth(line, 320, 256)  # rotated_shapes' displayed size
             assert label == cls
-            ious = kinds.similarity(oriented_boxes, [(box, shape)], [(box, corners)])
+            ious = oriented_boxes.KIND.overlap([(box, shape)], [(box, corners)])
             assert ious[0, 0] > 0.97, (line, corners)  # the displayed rectangle, whatever the file's EXIF tag
 
 
@@ -82,7 +81,7 @@ def test_scoring_an_oriented_holdout_counts_a_rotated_hit_and_a_bounding_box_mis
     bounds = (100 - 49.5, 100 - 49.5, 100 + 49.5, 100 + 49.5)
     truth = [scoring.Truth(0, bounds, truth_corners)]
     found = [scoring.Found(0, 0.9, bounds, crossing), scoring.Found(0, 0.8, bounds, truth_corners)]
-    ious = kinds.similarity(oriented_boxes, [(f.box, f.shape) for f in found], [(t.box, t.shape) for t in truth])
+    ious = oriented_boxes.KIND.overlap([(f.box, f.shape) for f in found], [(t.box, t.shape) for t in truth])
     image = scoring.Image(tuple(found), tuple(truth), ious)
     assert scoring.match(image) == [False, True]  # the crossing one has the same bounds, not the same rectangle
 
@@ -150,6 +149,6 @@ def rotated_hits(sample: rotated_shapes.RotatedSample, regions: list[dict[str, A
         mine = [oriented_boxes.value_corners(r["value"], sample.width, sample.height) for r in regions
                 if r["value"]["rectanglelabels"] == [("red", "blue")[cls]]]
         box = (0.0, 0.0, 1.0, 1.0)
-        ious = kinds.similarity(oriented_boxes, [(box, c) for c in mine], [(box, corners)]) if mine else [[0]]
+        ious = oriented_boxes.KIND.overlap([(box, c) for c in mine], [(box, corners)]) if mine else [[0]]
         hits += float(np.max(ious)) >= 0.5
     return hits

@@ -16,12 +16,13 @@ from model import YOLOBackend
 from yolo_backend import kinds
 from yolo_backend.config import Settings
 from yolo_backend.formats import convert
+from yolo_backend.formats.controls import ControlSpec
 from yolo_backend.formats.convert import Detection, Target
 from yolo_backend.serving import uncertainty
 from yolo_backend.web.http_api import create_app
 
 BOX = (0.0, 0.0, 10.0, 10.0)
-SHAPES = Target("label", "image", "rectanglelabels", labels={0: "square", 1: "circle"}, threshold=0.5)
+SHAPES = Target(ControlSpec("label", "image", "rectanglelabels"), labels={0: "square", 1: "circle"}, threshold=0.5)
 
 
 def dets(*scores: float, class_id: int = 0) -> list[Detection]:
@@ -64,14 +65,13 @@ def test_doubt_peaks_at_the_serving_threshold_and_fades_to_the_floor_and_to_one(
 
 
 def test_candidates_under_the_floor_and_unlabelled_classes_add_nothing() -> None:
-    only_cat = Target("label", "image", "rectanglelabels", labels={0: "square"}, threshold=0.5)
+    only_cat = Target(SHAPES.spec, labels={0: "square"}, threshold=0.5)
     assert uncertainty.image_doubt(dets(0.05, 0.09), [SHAPES]) == 0.0
     assert uncertainty.image_doubt(dets(0.5, class_id=1), [only_cat]) == 0.0
 
 
 def test_a_class_threshold_moves_where_the_doubt_is() -> None:
-    per_class = Target("label", "image", "rectanglelabels", labels={0: "square", 1: "circle"}, threshold=0.5,
-                       class_thresholds={1: 0.2})
+    per_class = Target(SHAPES.spec, labels={0: "square", 1: "circle"}, threshold=0.5, class_thresholds={1: 0.2})
     assert uncertainty.image_doubt(dets(0.2, class_id=1), [per_class]) == pytest.approx(1.0)
     assert uncertainty.image_doubt(dets(0.2, class_id=0), [per_class]) < 0.6
 
@@ -101,8 +101,8 @@ def test_the_detector_is_asked_down_to_the_floor_only_for_uncertainty() -> None:
 # -- classification and video ---------------------------------------------------------------------------
 def choices(multiple: bool = False) -> Target:
     options = (("choice", "multiple"),) if multiple else ()
-    return Target("class", "image", "choices", labels={0: "cat", 1: "dog", 2: "fox"}, threshold=0.5,
-                  task="classify", options=options)
+    return Target(ControlSpec("class", "image", "choices", options=options), labels={0: "cat", 1: "dog", 2: "fox"},
+                  threshold=0.5, task="classify")
 
 
 def test_single_choice_doubt_is_the_margin_of_the_two_best_classes() -> None:
@@ -120,7 +120,7 @@ def test_multiple_choice_is_one_decision_per_class() -> None:
 
 
 def test_video_tracks_are_decisions_at_their_controls_threshold() -> None:
-    video = Target("box", "video", "videorectangle", labels={0: "car"}, threshold=0.4)
+    video = Target(ControlSpec("box", "video", "videorectangle", media="video"), labels={0: "car"}, threshold=0.4)
     tracks = [{"from_name": "box", "score": 0.41}, {"from_name": "box", "score": 0.95},
               {"from_name": "other", "score": 0.4}]
     assert uncertainty.regions_doubt(tracks, [video]) == pytest.approx(

@@ -231,7 +231,7 @@ def _run_import(args: argparse.Namespace) -> int:
     from .formats.ls_tasks import TaskFormat, convert_samples, local_files_url, prefixed_url
     from .formats.yolo_folder import class_folder_names, class_names, find_class_samples, find_samples, keypoint_names
 
-    folders = args.type == kinds.classes.RESULT_TYPE  # choices: class folders <split>/<class>/<image>, no labels
+    folders = args.type == kinds.classes.KIND.RESULT_TYPE  # choices: class folders <split>/<class>/<image>, no labels
     names = dict(enumerate(_classes(args.classes) or class_folder_names(args.folder))) if folders \
         else class_names(args.folder, _classes(args.classes))
     whole = 0
@@ -274,7 +274,7 @@ def _run_export(args: argparse.Namespace) -> int:
     task = "obb" if args.obb else args.task
     kind = kinds.for_result(spec.kind, task or spec.task) if spec else None
     task = task or (kind.TRAIN_TASK if kind and kind.TRAIN_TASK in ("pose", "classify", "obb") else None)
-    names = _classes(args.classes) or (kinds.train_classes(kind, spec) if kind and spec else None) or label_names(tasks)
+    names = _classes(args.classes) or (kind.train_classes(spec) if kind and spec else None) or label_names(tasks)
     video = spec is not None and spec.media == "video"  # frames of annotated tracks, named task-<id>-frame-<n>
     options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val, task=task, spec=spec,
                             frame_stride=int(args.frame_stride), max_video_seconds=float(_setting("MAX_VIDEO_SECONDS")))

@@ -20,7 +20,6 @@ from tests.e2e.test_training import report, train, training_status, wait_for
 from tests.support import rotated_shapes
 from tests.support.backend_server import BackendServer, start_backend
 from tests.support.label_studio import LabelStudioServer
-from yolo_backend import kinds
 from yolo_backend.formats import convert
 from yolo_backend.kinds import oriented_boxes
 
@@ -52,7 +51,7 @@ def found_on_objects(sample: rotated_shapes.RotatedSample, result: list[dict], l
         mine = [oriented_boxes.value_corners(r["value"], sample.width, sample.height) for r in result
                 if r["value"].get("rectanglelabels") == [labels[cls]] and r["value"].get("rotation") is not None]
         box = (0.0, 0.0, 1.0, 1.0)
-        if mine and kinds.similarity(oriented_boxes, [(box, c) for c in mine], [(box, corners)]).max() >= 0.5:
+        if mine and oriented_boxes.KIND.overlap([(box, c) for c in mine], [(box, corners)]).max() >= 0.5:
             hits += 1
     return hits
 

@@ -1,7 +1,7 @@
 """One control of a label config, and how a model's class names map to its labels.
 
 A bottom module: the label config (``label_config.parse``) makes ``ControlSpec``s from the XML
-with the kinds registry, and the kinds read them back (``kinds.class_labels``), so neither
+with the kinds registry, and the kinds read them back (``Kind.class_labels``), so neither
 imports the other for it.
 """
 
@@ -18,11 +18,11 @@ class ControlSpec:
     from_name: str
     to_name: str
     kind: str  # its result type: rectanglelabels | polygonlabels (kinds.RESULT_TYPES)
-    data_key: str  # task["data"][data_key] holds the image URL
-    labels: tuple[str, ...]
-    predicted_values: tuple[tuple[str, tuple[str, ...]], ...]  # label -> model class names
-    threshold: float | None  # model_score_threshold, None = the service default
-    model_path: str | None  # model_path, relative to MODEL_ROOT
+    data_key: str = "image"  # task["data"][data_key] holds the image URL ($image in Label Studio's templates)
+    labels: tuple[str, ...] = ()
+    predicted_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # label -> model class names
+    threshold: float | None = None  # model_score_threshold, None = the service default
+    model_path: str | None = None  # model_path, relative to MODEL_ROOT; None = MODEL_PATH
     task: str | None = None  # a task the control demands of its checkpoint: "obb" for model_obb="true"
     options: tuple[tuple[str, str], ...] = ()  # the control's model_* attributes and choice="multiple"
     label_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # label -> its model_* attributes

@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from .controls import ControlSpec
+
 # Four decimals of a percent is 1e-6 of the image: sub-pixel for any real photo,
 # and precise enough for a YOLO -> Label Studio -> YOLO round trip within 1e-4.
 PERCENT_DECIMALS = 4
@@ -50,21 +52,18 @@ class YoloBox:
 
 @dataclass(frozen=True)
 class Target:
-    """Where results go: the control/object tag pair of the label config."""
+    """Where results go: a control of the label config, as the checkpoint serving it fills it.
 
-    from_name: str
-    to_name: str
-    kind: str  # the result type of a registered kind: "rectanglelabels", "polygonlabels"
+    The control itself (names, result type, options) is its ``ControlSpec``; a ``box_control``
+    there is kept only when the same checkpoint serves that control now (keypoints name their
+    instance's box region as ``parentID``).
+    """
+
+    spec: ControlSpec
     labels: dict[int, str] = field(default_factory=dict)  # model class id -> label
     threshold: float = 0.5
     class_thresholds: dict[int, float] = field(default_factory=dict)  # model class id -> its own threshold
     task: str | None = None  # the serving checkpoint's task: picks the kind where two share a result type
-    options: tuple[tuple[str, str], ...] = ()  # the control's model_* attributes a kind reads (ControlSpec.options)
-    label_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # label -> its model_* attributes
-    box_control: str | None = None  # ControlSpec.box_control: keypoints name their instance's box as parentID
-
-    def option(self, name: str, default: str | None = None) -> str | None:
-        return dict(self.options).get(name, default)
 
     def threshold_for(self, class_id: int) -> float:
         return self.class_thresholds.get(class_id, self.threshold)

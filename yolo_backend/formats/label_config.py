@@ -22,7 +22,7 @@ from .controls import ControlSpec, map_classes
 log = logging.getLogger(__name__)
 
 SUPPORTED_CONTROLS = CONTROLS  # control tag -> result type, one entry per registered kind
-VIDEO_CONTROLS = {video_boxes.CONTROL: video_boxes.RESULT_TYPE}  # on a <Video>: labels from its <Labels>
+VIDEO_CONTROLS = {video_boxes.KIND.CONTROL: video_boxes.KIND.RESULT_TYPE}  # on a <Video>: labels from its <Labels>
 OBB_ATTRIBUTE = oriented_boxes.FORCE_ATTRIBUTE  # <RectangleLabels model_obb="true">: oriented boxes only
 TRUE = ("true", "True", "1")
 

@@ -104,7 +104,7 @@ def convert_samples(samples: list[Sample], names: dict[int, str], fmt: TaskForma
     """Every sample to a task; problems are collected with their path, never raised."""
     done = Conversion()
     kind = kinds.for_result(fmt.kind, fmt.task)
-    whole_rows = getattr(kind, "import_regions", None) is not None  # the kind reads an image's rows at once
+    whole_rows = isinstance(kind, kinds.WholeImageKind)  # the kind reads an image's rows at once
     for sample in bar(samples, "images", "img", show=progress):
         blame = sample.label or sample.image  # the file to fix when something is wrong
         try:
@@ -116,7 +116,7 @@ def convert_samples(samples: list[Sample], names: dict[int, str], fmt: TaskForma
             blame = sample.image
             url, size = url_for(sample.image), displayed_size(sample.image)
             blame = sample.label or sample.image
-            if whole_rows:
+            if isinstance(kind, kinds.WholeImageKind):
                 task = _whole_image_task(kind, url, sample, names, fmt, size)
                 count = len(next(iter(task.get("annotations") or task["predictions"]))["result"])
             else:
@@ -129,13 +129,13 @@ def convert_samples(samples: list[Sample], names: dict[int, str], fmt: TaskForma
     return done
 
 
-def _whole_image_task(kind: kinds.Kind, url: str, sample: Sample, names: dict[int, str], fmt: TaskFormat,
+def _whole_image_task(kind: kinds.WholeImageKind, url: str, sample: Sample, names: dict[int, str], fmt: TaskFormat,
                       size: tuple[int, int]) -> dict[str, Any]:
     """A task whose regions ``kind`` builds from all the image's rows (keypoints, class folders)."""
     rows = [line for line in sample.label.read_text().splitlines() if line.strip()] if sample.label \
         else list(getattr(sample, "rows", ()))  # a class-folder image (yolo_folder.ClassSample): its class
     place = convert.Place(fmt.from_name, fmt.to_name, size, url, fmt.keypoint_names)
-    regions = kind.import_regions(rows, names, place)  # type: ignore[attr-defined]
+    regions = kind.import_regions(rows, names, place)
     return _wrap(url, regions, fmt)
 
 

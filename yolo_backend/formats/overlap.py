@@ -1,7 +1,7 @@
 """How much two regions agree, per geometry: boxes, polygons, rotated boxes, keypoints.
 
 What the holdout scoring matches predictions to annotations by (``training.scoring``);
-each kind picks the one its regions need (``kinds.similarity``). Plain numpy; polygons are
+each kind picks the one its regions need (``Kind.overlap``). Plain numpy; polygons are
 rasterised with OpenCV, which Ultralytics already brings.
 """
 

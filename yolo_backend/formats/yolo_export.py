@@ -134,7 +134,7 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
             write_sample(out, split_name, name, source, lines)
         report.splits[split_name] += 1
         report.boxes += len(lines)
-    fields = kinds.dataset_fields(kinds.for_result(spec.kind, options.task), spec) if spec else {}
+    fields = kinds.for_result(spec.kind, options.task).dataset_fields(spec) if spec else {}
     _finish(out, names, report, fields, folders)
     return report
 

@@ -3,118 +3,93 @@
 A kind holds its whole data path, as Ultralytics keeps one ``Results`` class per output
 kind and one label format per task. Prediction (``serving/backend.py``), training
 (``training/dataset.py``, ``training/fitting.py``), import (``ls_tasks``) and export
-(``yolo_export``) all go through the functions below, so adding a kind is one new module
-here and one line in ``KINDS``.
+(``yolo_export``) all go through it, so adding a kind is one new module here and one line
+in ``REGISTRY``.
 
-Every kind module provides (``Kind`` spells it out):
-
-- ``CONTROL``: the label-config tag (``RectangleLabels``); ``RESULT_TYPE``: the ``type``
-  of its results (``rectanglelabels``);
-- ``TASKS``: the Ultralytics tasks whose checkpoints can serve it, the best first;
-- ``TRAIN_TASK``: the task its datasets train (``detect``, ``segment``, ``obb``, ``pose``,
-  ``classify``); ``METRIC``: the holdout score it is judged by (``mAP50-95``, ``top-1``);
-- ``to_value(det, width, height)``: model output (``convert.Detection``, pixels of the
-  displayed image) -> Label Studio value, without the label;
-- ``to_line(region, class_id)``: Label Studio region -> one YOLO label row (None when
-  the region has nothing to train on);
-- ``from_yolo(label, width, height)``: a YOLO label line, parsed by ``convert.parse_yolo_line``,
-  on a ``width x height`` displayed image -> Label Studio value, without the label.
-
-A kind whose regions are not one per object and row (a keypoint instance is several
-regions; a choice is one region per image) also defines the whole-image hooks, which
-otherwise default to the per-region functions above (``HOOKS``):
-
-- ``results(detections, target, width, height)``: every region of one control on one image;
-- ``label_rows(regions, class_ids, spec)``: one annotation's regions of one control -> label rows;
-- ``import_regions(rows, names, place)``: one image's raw label rows -> regions (``convert.Place``);
-- ``shown(detections, spec)``: what of the model output ``results`` could show (single choice:
-  the best class), so the holdout scores what annotators get;
-- ``truth(row, width, height)`` and ``shape(det)``: what the holdout scoring compares,
-  and ``overlap(found, truths)``: their IoU-like similarity matrix (``training.scoring``);
-- ``train_classes(spec)``: the class names of its datasets; ``dataset_fields(spec)``: extra
-  ``data.yaml`` keys (pose: ``kpt_shape``, ``flip_idx``).
-
-Any kind may define ``refusal(spec)``: why a control of it can be neither served nor trained
-(classes: ``choice="multiple"``); ``/setup`` answers it as a 400 and training passes it over.
+Each module holds one subclass of ``base.Kind`` (its contract: class attributes, per-region
+conversions, and the hooks with their defaults) and its instance ``KIND``; callers call its
+methods (``kind.train_classes(spec)``, ``kind.overlap(found, truths)``). The functions here
+find a kind (``for_control``, ``for_result``, ``serving_kind``) and apply one to whole
+annotations and model outputs; labels, ids, scores and the displayed size go into one
+envelope (``convert.region``), the same for every kind.
 
 Two kinds may share a control and result type (boxes and oriented boxes share
-``RectangleLabels``): the first in ``KINDS`` is the default, and the serving checkpoint's
-task (``detect``/``obb``) picks the other.
-
-Labels, ids, scores and the displayed size are added here, in one envelope
-(``convert.region``), the same for every kind.
+``RectangleLabels``): the first in ``REGISTRY`` is the default, and the serving checkpoint's
+task (``detect``/``obb``) picks the other (``_find``, the one place that rule lives).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-import numpy as np
-
-from ..formats import convert, overlap
-from ..formats.controls import ControlSpec, map_classes
+from ..formats import convert
+from ..formats.controls import ControlSpec
 from ..formats.convert import Detection, Target, YoloBox
 from . import boxes, classes, keypoints, masks, oriented_boxes, outlines, video_boxes
+from .base import Kind, WholeImageKind
 
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 pixels
+__all__ = ["Kind", "WholeImageKind"]  # the contract, re-exported for callers that type a kind
 
-
-class Kind(Protocol):
-    """The interface every kind module implements (module attributes and functions)."""
-
-    CONTROL: str
-    RESULT_TYPE: str
-    TASKS: tuple[str, ...]
-    TRAIN_TASK: str
-    METRIC: str
-
-    def to_value(self, det: Detection, width: int, height: int) -> dict[str, Any]: ...
-
-    def to_line(self, region: dict[str, Any], class_id: int) -> str | None: ...
-
-    def from_yolo(self, label: YoloBox, width: int, height: int) -> dict[str, Any]: ...
-
-
-# The registry: one line per kind. Where two kinds share a control (oriented boxes share
-# RectangleLabels), the first one is the default and ``task`` picks the other.
-KINDS: tuple[Kind, ...] = (boxes, outlines, oriented_boxes, masks, keypoints, classes)
+# The registry: one line per kind, as Ultralytics' ``task_map`` lists its variants. Where two kinds
+# share a control (oriented boxes share RectangleLabels), the first one is the default and the task
+# picks the other.
+REGISTRY: tuple[Kind, ...] = (
+    boxes.KIND,
+    outlines.KIND,
+    oriented_boxes.KIND,
+    masks.KIND,
+    keypoints.KIND,
+    classes.KIND,
+    video_boxes.KIND,  # a whole track per region: found by tag and result type, never on the per-image paths
+)
+# Image kinds: the per-image paths (import, export, region rows) see only these.
+KINDS: tuple[Kind, ...] = tuple(kind for kind in REGISTRY if kind.MEDIA == "image")
 
 CONTROLS: dict[str, str] = {kind.CONTROL: kind.RESULT_TYPE for kind in KINDS}  # tag -> result type
 RESULT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(kind.RESULT_TYPE for kind in KINDS))
 SERVING_TASKS: tuple[str, ...] = tuple(dict.fromkeys(task for kind in KINDS for task in kind.TASKS))
-# Kinds of other media (video_boxes: a whole track per region) are found by tag and result type, but
-# are not image kinds: the per-image paths above (import, export, region rows) never see them.
-MEDIA_KINDS: tuple[Kind, ...] = (video_boxes,)
+TaskHint = str | Callable[[], str | None] | None  # a task, or a way to ask one (a checkpoint's: it may load it)
 
 
 class UnknownKind(ValueError):
     """No registered kind handles a control tag or result type."""
 
 
-def for_control(tag: str, task: str | None = None) -> Kind:
+def for_control(tag: str, task: TaskHint = None) -> Kind:
     """The kind of a label-config tag (``RectangleLabels`` -> boxes); ``task`` prefers a kind that task serves."""
-    return _find("CONTROL", tag, task, f"control <{tag}>", ", ".join(f"<{t}>" for t in CONTROLS))
+    return _find(lambda kind: tag == kind.CONTROL, task, f"control <{tag}>", ", ".join(f"<{t}>" for t in CONTROLS))
 
 
-def for_result(result_type: str, task: str | None = None) -> Kind:
+def for_result(result_type: str, task: TaskHint = None) -> Kind:
     """The kind of a result ``type`` (``polygonlabels`` -> outlines); ``task`` as in ``for_control``."""
-    return _find("RESULT_TYPE", result_type, task, f"result type {result_type!r}", ", ".join(RESULT_TYPES))
+    return _find(lambda kind: result_type == kind.RESULT_TYPE, task, f"result type {result_type!r}",
+                 ", ".join(RESULT_TYPES))
 
 
-def _find(attribute: str, name: str, task: str | None, what: str, known: str) -> Kind:
-    matching = [kind for kind in (*KINDS, *MEDIA_KINDS) if getattr(kind, attribute) == name]
+def _find(matches: Callable[[Kind], bool], task: TaskHint, what: str, known: str) -> Kind:
+    """The registered kind ``matches`` picks; of several sharing a control, the one ``task`` serves, else the first.
+
+    A callable ``task`` is asked only when several share it: a training run reads its served
+    checkpoint's task (which loads the checkpoint) for ``RectangleLabels`` alone.
+    """
+    matching = [kind for kind in REGISTRY if matches(kind)]
     if not matching:
         raise UnknownKind(f"no kind handles {what} (known: {known}): use one of those, or add a module "
-                          "under yolo_backend/kinds/ and a line to KINDS")
-    return next((kind for kind in matching if task in kind.TASKS), matching[0])
+                          "under yolo_backend/kinds/ and a line to REGISTRY")
+    if len(matching) == 1:
+        return matching[0]
+    wanted = task() if callable(task) else task
+    return next((kind for kind in matching if wanted in kind.TASKS), matching[0])
 
 
 def refusal(spec: ControlSpec) -> str | None:
-    """Why no checkpoint can serve or train ``spec`` (its kind's ``refusal`` hook; None: nothing against it)."""
-    kind = next((k for k in (*KINDS, *MEDIA_KINDS) if spec.kind == k.RESULT_TYPE), None)
-    hook = getattr(kind, "refusal", None)
-    return hook(spec) if hook is not None else None
+    """Why no checkpoint can serve or train ``spec`` (its kind's ``refusal``; None: nothing against it)."""
+    try:
+        kind = for_result(spec.kind)
+    except UnknownKind:
+        return None
+    return kind.refusal(spec)
 
 
 class KindMismatch(ValueError):
@@ -144,18 +119,7 @@ def serving_kind(result_type: str, task: str, demanded: str | None = None, contr
 def detection_to_region(det: Detection, target: Target, width: int, height: int, index: int = 0
                         ) -> dict[str, Any]:
     """One detection -> one Label Studio result region for ``target`` (``width x height``: displayed pixels)."""
-    kind = for_result(target.kind, target.task)
-    return convert.region(kind.to_value(det, width, height), target.labels[det.class_id],
-                          result_type=kind.RESULT_TYPE, from_name=target.from_name, to_name=target.to_name,
-                          size=(width, height), region_id=convert.region_id(target.from_name, index, det.box),
-                          score=det.score)
-
-
-def each_detection(detections: Sequence[Detection], target: Target, width: int, height: int
-                   ) -> list[dict[str, Any]]:
-    """The default ``results``: a region per detection whose class maps to a label and whose score passes."""
-    return [detection_to_region(det, target, width, height, index) for index, det in enumerate(detections)
-            if det.class_id in target.labels and det.score >= target.threshold_for(det.class_id)]
+    return for_result(target.spec.kind, target.task).region(det, target, width, height, index)
 
 
 def detections_to_regions(detections: Iterable[Detection], targets: Iterable[Target], width: int, height: int
@@ -164,8 +128,7 @@ def detections_to_regions(detections: Iterable[Detection], targets: Iterable[Tar
     regions: list[dict[str, Any]] = []
     detections = list(detections)
     for target in targets:
-        kind = for_result(target.kind, target.task)
-        regions += getattr(kind, "results", each_detection)(detections, target, width, height)
+        regions += for_result(target.spec.kind, target.task).results(detections, target, width, height)
     return regions
 
 
@@ -198,15 +161,14 @@ def annotation_lines(annotation: dict[str, Any], class_ids: Mapping[str, int], f
                      spec: ControlSpec | None = None) -> list[str]:
     """The label file of one annotation: a row per region of the control (every control when None).
 
-    With ``spec``, a kind with a ``label_rows`` hook writes the rows from the whole annotation
-    (keypoints group into instances by their boxes, choices name the image's class).
+    With ``spec``, a ``WholeImageKind`` writes the rows from the whole annotation (keypoints
+    group into instances by their boxes, choices name the image's class).
     """
     everything = [region for region in annotation.get("result") or [] if isinstance(region, dict)]
     if spec is not None:
         kind = for_result(spec.kind, task or spec.task)
-        hook = getattr(kind, "label_rows", None)
-        if hook is not None:  # it reads its own control's regions, and its companions' (keypoints: boxes)
-            return hook(everything, class_ids, spec)
+        if isinstance(kind, WholeImageKind):  # it reads its own control's regions, and its companions' (boxes)
+            return kind.label_rows(everything, class_ids, spec)
     regions = [region for region in everything if not (from_name and region.get("from_name") != from_name)
                and not (to_name and region.get("to_name") != to_name)]
     lines = [line for line in (region_line(region, class_ids, task) for region in regions) if line is not None]
@@ -228,57 +190,3 @@ def one_row_format(files: list[list[str]]) -> list[list[str]]:
 def _as_outline(box_line: str) -> str:
     box = convert.parse_yolo_line(box_line)
     return convert.format_points_line(box.class_id, convert.box_corners(box))
-
-
-def class_labels(kind: Kind, spec: ControlSpec, names: Mapping[int, str]) -> dict[int, str]:
-    """Model class id -> what ``spec`` calls it (default: ``controls.map_classes``; keypoints: instance classes)."""
-    hook = getattr(kind, "class_labels", None)
-    if hook is not None:
-        return dict(hook(spec, names))
-    return map_classes(spec, names)
-
-
-# -- training: classes, data.yaml, and what the holdout scoring compares ---------------------------
-def train_classes(kind: Kind, spec: ControlSpec) -> list[str]:
-    """The class names of ``kind``'s datasets for ``spec`` (default: the control's labels)."""
-    hook = getattr(kind, "train_classes", None)
-    return list(hook(spec)) if hook is not None else list(spec.labels)
-
-
-def dataset_fields(kind: Kind, spec: ControlSpec) -> dict[str, Any]:
-    """Extra ``data.yaml`` keys ``kind``'s task needs (pose: ``kpt_shape``, ``flip_idx``)."""
-    hook = getattr(kind, "dataset_fields", None)
-    return dict(hook(spec)) if hook is not None else {}
-
-
-def truth(kind: Kind, row: str, width: int, height: int) -> tuple[int, Box, Any]:
-    """One label row as (class, pixel box, shape) on a ``width x height`` image, for the holdout scoring."""
-    hook = getattr(kind, "truth", None)
-    if hook is not None:
-        return hook(row, width, height)
-    label = convert.parse_yolo_line(row)
-    box = ((label.cx - label.w / 2) * width, (label.cy - label.h / 2) * height,
-           (label.cx + label.w / 2) * width, (label.cy + label.h / 2) * height)
-    shape = tuple((x * width, y * height) for x, y in label.points) if label.points else None
-    return label.class_id, box, shape
-
-
-def shown(kind: Kind, detections: Sequence[Detection], spec: ControlSpec) -> list[Detection]:
-    """The detections an annotator could be shown, before thresholds (default: all; single choice: the best)."""
-    hook = getattr(kind, "shown", None)
-    return list(hook(detections, spec)) if hook is not None else list(detections)
-
-
-def shape(kind: Kind, det: Detection) -> Any:
-    """What of a detection the holdout scoring compares beside its box (default: nothing)."""
-    hook = getattr(kind, "shape", None)
-    return hook(det) if hook is not None else None
-
-
-def similarity(kind: Kind, found: Sequence[tuple[Box, Any]], truths: Sequence[tuple[Box, Any]]) -> np.ndarray:
-    """(found, truths) IoU-like matrix of ``kind``'s geometry (default: box IoU)."""
-    hook = getattr(kind, "overlap", None)
-    if hook is not None:
-        return hook(found, truths)
-    return overlap.box_iou(np.array([b for b, _ in found], float).reshape(-1, 4),
-                           np.array([b for b, _ in truths], float).reshape(-1, 4))

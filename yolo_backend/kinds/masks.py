@@ -30,54 +30,57 @@ from label_studio_sdk.converter.brush import decode_rle, mask2rle
 from ..formats import convert
 from ..formats import overlap as geometry
 from ..formats.convert import Detection, YoloBox
+from .base import Kind, Pair
 
-CONTROL = "BrushLabels"
-RESULT_TYPE = "brushlabels"
-TASKS = ("segment",)  # ``Results.masks``
-TRAIN_TASK = "segment"
-METRIC = "mAP50-95"
 MIN_PIECE_AREA = 4.0  # square pixels: a piece beside a larger one and smaller than this is a stray brush speck
 SUBPIXEL_BITS = 4  # outlines are filled with 1/16 pixel precision (cv2.fillPoly's ``shift``)
 
 Points = Sequence[tuple[float, float]]
 
 
-def to_value(det: Detection, width: int, height: int) -> dict[str, Any]:
-    """Model output -> Label Studio value: the mask outline filled at the displayed size (the box without one)."""
-    outline = det.polygon if det.polygon and len(det.polygon) >= 3 else _corners(det.box)
-    return value_of(fill(outline, width, height))
+class Masks(Kind):
+    """Brush masks: trained as segment rows, scored by the IoU of the filled outlines."""
+
+    CONTROL = "BrushLabels"
+    RESULT_TYPE = "brushlabels"
+    TASKS = ("segment",)  # ``Results.masks``
+    TRAIN_TASK = "segment"
+
+    def to_value(self, det: Detection, width: int, height: int) -> dict[str, Any]:
+        """Model output -> Label Studio value: the mask outline filled at the displayed size (the box without one)."""
+        outline = det.polygon if det.polygon and len(det.polygon) >= 3 else _corners(det.box)
+        return value_of(fill(outline, width, height))
+
+    def to_line(self, region: dict[str, Any], class_id: int) -> str | None:
+        """Label Studio region -> ``c x1 y1 ... xn yn``, the mask's outline; None when empty or unreadable."""
+        mask = region_mask(region)
+        if mask is None:
+            return None
+        outline = mask_outline(mask)
+        if outline is None:
+            return None
+        height, width = mask.shape
+        return convert.format_points_line(class_id, ((x / width, y / height) for x, y in outline))
+
+    def from_yolo(self, label: YoloBox, width: int, height: int) -> dict[str, Any]:
+        """YOLO row (a segment row's outline, else its box) -> Label Studio value on a ``width x height`` image."""
+        if label.points and len(label.points) >= 3:
+            outline: Points = [(x * width, y * height) for x, y in label.points]
+        else:
+            outline = _corners(((label.cx - label.w / 2) * width, (label.cy - label.h / 2) * height,
+                                (label.cx + label.w / 2) * width, (label.cy + label.h / 2) * height))
+        return value_of(fill(outline, width, height))
+
+    def shape(self, det: Detection) -> tuple[tuple[float, float], ...] | None:
+        """What the holdout scoring compares: the mask outline (pixels); the truth is the row's outline (default)."""
+        return det.polygon
+
+    def overlap(self, found: Sequence[Pair], truths: Sequence[Pair]) -> np.ndarray:
+        """IoU of the filled outlines, not of their bounding boxes."""
+        return geometry.outline_iou(found, truths)
 
 
-def to_line(region: dict[str, Any], class_id: int) -> str | None:
-    """Label Studio region -> ``c x1 y1 ... xn yn``, the mask's outline; None when the mask is empty or unreadable."""
-    mask = region_mask(region)
-    if mask is None:
-        return None
-    outline = mask_outline(mask)
-    if outline is None:
-        return None
-    height, width = mask.shape
-    return convert.format_points_line(class_id, ((x / width, y / height) for x, y in outline))
-
-
-def from_yolo(label: YoloBox, width: int, height: int) -> dict[str, Any]:
-    """YOLO row (parsed: a segment row's outline, else its box) -> Label Studio value on a ``width x height`` image."""
-    if label.points and len(label.points) >= 3:
-        outline: Points = [(x * width, y * height) for x, y in label.points]
-    else:
-        outline = _corners(((label.cx - label.w / 2) * width, (label.cy - label.h / 2) * height,
-                            (label.cx + label.w / 2) * width, (label.cy + label.h / 2) * height))
-    return value_of(fill(outline, width, height))
-
-
-def shape(det: Detection) -> tuple[tuple[float, float], ...] | None:
-    """What the holdout scoring compares: the mask outline (pixels); the truth is the row's outline (default)."""
-    return det.polygon
-
-
-def overlap(found: Sequence[tuple[Any, Any]], truths: Sequence[tuple[Any, Any]]) -> np.ndarray:
-    """IoU of the filled outlines, not of their bounding boxes."""
-    return geometry.outline_iou(found, truths)
+KIND = Masks()
 
 
 # -- masks <-> Label Studio's RLE ------------------------------------------------------------------

@@ -32,47 +32,59 @@ from label_studio_sdk.converter.utils import convert_annotation_to_yolo_obb
 from ..formats import convert
 from ..formats import overlap as geometry
 from ..formats.convert import Detection, YoloBox
+from .base import Pair
+from .boxes import Boxes
 
-CONTROL = "RectangleLabels"
-RESULT_TYPE = "rectanglelabels"
-TASKS = ("obb",)  # ``Results.obb``
-TRAIN_TASK = "obb"  # what its datasets train
-METRIC = "mAP50-95"
 FORCE_ATTRIBUTE = "model_obb"  # <RectangleLabels model_obb="true">: only an obb checkpoint may serve it
 
 Point = tuple[float, float]
 
 
-def to_value(det: Detection, width: int, height: int) -> dict[str, Any]:
-    """Model output (4 corners in pixels of the displayed image) -> Label Studio value."""
-    corners = det.corners or _box_corners(det.box)
-    return value_from_corners(corners, width, height)
+class OrientedBoxes(Boxes):
+    """Boxes with their own geometry: the same control and result type, an obb checkpoint's rotated rectangles."""
+
+    TASKS = ("obb",)  # ``Results.obb``
+    TRAIN_TASK = "obb"  # what its datasets train
+
+    def to_value(self, det: Detection, width: int, height: int) -> dict[str, Any]:
+        """Model output (4 corners in pixels of the displayed image) -> Label Studio value."""
+        corners = det.corners or _box_corners(det.box)
+        return value_from_corners(corners, width, height)
+
+    def to_line(self, region: dict[str, Any], class_id: int) -> str | None:
+        """Label Studio region -> ``c x1 y1 ... x4 y4``, corners clipped to the image; None without an area."""
+        value = region.get("value") or {}
+        try:
+            label = {k: float(value[k]) for k in ("x", "y", "width", "height")}
+            label["rotation"] = float(value.get("rotation") or 0)
+            label["original_width"] = float(region.get("original_width") or 100)
+            label["original_height"] = float(region.get("original_height") or 100)
+        except (KeyError, TypeError, ValueError):  # not a rectangle's value
+            return None
+        corners = [(convert.clip(x, 0, 1), convert.clip(y, 0, 1)) for x, y in convert_annotation_to_yolo_obb(label)]
+        if _area(corners) <= 1e-10:
+            return None
+        return convert.format_points_line(class_id, corners)
+
+    def from_yolo(self, label: YoloBox, width: int, height: int) -> dict[str, Any]:
+        """YOLO row (parsed; 4 relative corners, or a box row) -> Label Studio value on a ``width x height`` image."""
+        if label.points and len(label.points) == 4:
+            corners: Sequence[Point] = [(x * width, y * height) for x, y in label.points]
+        else:
+            box = label.cx - label.w / 2, label.cy - label.h / 2, label.cx + label.w / 2, label.cy + label.h / 2
+            corners = _box_corners((box[0] * width, box[1] * height, box[2] * width, box[3] * height))
+        return value_from_corners(corners, width, height)
+
+    def shape(self, det: Detection) -> tuple[tuple[float, float], ...] | None:
+        """What the holdout scoring compares: the 4 corners (pixels)."""
+        return det.corners
+
+    def overlap(self, found: Sequence[Pair], truths: Sequence[Pair]) -> np.ndarray:
+        """IoU of the rotated rectangles, not of their bounding boxes."""
+        return geometry.outline_iou(found, truths)
 
 
-def to_line(region: dict[str, Any], class_id: int) -> str | None:
-    """Label Studio region -> ``c x1 y1 ... x4 y4``, corners clipped to the image; None without an area."""
-    value = region.get("value") or {}
-    try:
-        label = {k: float(value[k]) for k in ("x", "y", "width", "height")}
-        label["rotation"] = float(value.get("rotation") or 0)
-        label["original_width"] = float(region.get("original_width") or 100)
-        label["original_height"] = float(region.get("original_height") or 100)
-    except (KeyError, TypeError, ValueError):  # not a rectangle's value
-        return None
-    corners = [(convert.clip(x, 0, 1), convert.clip(y, 0, 1)) for x, y in convert_annotation_to_yolo_obb(label)]
-    if _area(corners) <= 1e-10:
-        return None
-    return convert.format_points_line(class_id, corners)
-
-
-def from_yolo(label: YoloBox, width: int, height: int) -> dict[str, Any]:
-    """YOLO row (parsed; 4 relative corners, or a box row) -> Label Studio value on a ``width x height`` image."""
-    if label.points and len(label.points) == 4:
-        corners: Sequence[Point] = [(x * width, y * height) for x, y in label.points]
-    else:
-        box = label.cx - label.w / 2, label.cy - label.h / 2, label.cx + label.w / 2, label.cy + label.h / 2
-        corners = _box_corners((box[0] * width, box[1] * height, box[2] * width, box[3] * height))
-    return value_from_corners(corners, width, height)
+KIND = OrientedBoxes()
 
 
 def value_from_corners(corners: Sequence[Point], width: float, height: float) -> dict[str, Any]:
@@ -116,13 +128,3 @@ def _box_corners(box: Sequence[float]) -> list[Point]:
 def _area(points: Sequence[Point]) -> float:
     """Shoelace area of a polygon (relative units)."""
     return abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, [*points[1:], points[0]]))) / 2
-
-
-def shape(det: Detection) -> tuple[tuple[float, float], ...] | None:
-    """What the holdout scoring compares: the 4 corners (pixels)."""
-    return det.corners
-
-
-def overlap(found: Sequence[tuple[Any, Any]], truths: Sequence[tuple[Any, Any]]) -> np.ndarray:
-    """IoU of the rotated rectangles, not of their bounding boxes."""
-    return geometry.outline_iou(found, truths)

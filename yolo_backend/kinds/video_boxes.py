@@ -11,22 +11,23 @@ is a box: the per-frame value and YOLO row are ``boxes``'.
 
 from __future__ import annotations
 
-from . import boxes
+from .boxes import Boxes
 
-CONTROL = "VideoRectangle"
-RESULT_TYPE = "videorectangle"
-MEDIA = "video"  # the object tag it is bound to; image kinds default to "image"
 LABEL_KEY = "labels"  # value[LABEL_KEY]: the label, set by a <Labels> control
-TASKS = boxes.TASKS  # a tracker reads boxes
-TRAIN_TASK = "detect"
-METRIC = "mAP50-95"
-
-to_value = boxes.to_value  # one frame's box
-to_line = boxes.to_line
-from_yolo = boxes.from_yolo
 
 # per-control options (<VideoRectangle model_tracker="botsort" ...>), read by video.predict
 TRACKER_ATTRIBUTE = "model_tracker"  # bytetrack | botsort | a tracker yaml under MODEL_ROOT
 CONF_ATTRIBUTE = "model_conf"  # detection threshold fed to the tracker
 IOU_ATTRIBUTE = "model_iou"  # NMS IoU of the detector
 STRIDE_ATTRIBUTE = "model_frame_stride"  # track every n-th frame (speed); Label Studio interpolates between
+
+
+class VideoBoxes(Boxes):
+    """Boxes of another medium: per frame a box is a box (its value, row and tasks are ``Boxes``')."""
+
+    CONTROL = "VideoRectangle"
+    RESULT_TYPE = "videorectangle"
+    MEDIA = "video"  # the object tag it is bound to
+
+
+KIND = VideoBoxes()

@@ -57,7 +57,7 @@ def supported_control(config_xml: str) -> ControlSpec:
     """The reviewed control: a ``<RectangleLabels>`` on an ``<Image>``; others are refused with the reason."""
     spec = training_control(config_xml)
     kind = kinds.for_result(spec.kind, spec.task)
-    if kind is not kinds.boxes or spec.media != "image":
+    if kind is not kinds.boxes.KIND or spec.media != "image":
         raise ValueError(f"review supports boxes only (<RectangleLabels> on an <Image>, a detect model); "
                          f"this project's control {spec.from_name!r} is {spec.kind}"
                          f"{' on ' + spec.media if spec.media != 'image' else ''}"
@@ -69,8 +69,8 @@ def review_tasks(tasks: list[dict[str, Any]], config_xml: str, settings: Setting
                  plan: Plan, rules: flags.Rules, work_root: Path, progress: bool | None = None) -> Review:
     """Steps 1-4 on task dicts in Label Studio's export format (no network but the images)."""
     spec = supported_control(config_xml)
-    labels = kinds.train_classes(kinds.boxes, spec)
-    examples, left_out = collect_examples(tasks, spec, settings, media, kind=kinds.boxes)
+    labels = kinds.boxes.KIND.train_classes(spec)
+    examples, left_out = collect_examples(tasks, spec, settings, media, kind=kinds.boxes.KIND)
     plan.check(len(examples))
     version = review_version(examples, plan)
     work = work_root / version

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .. import kinds
@@ -151,7 +151,7 @@ class YOLOBackend:
             if len(self._hinted) > 10_000:
                 self._hinted.clear()
             self._hinted.add(key)
-            hint = label_config.mismatch_hint(spec, detector.names, kinds.class_labels(kind, spec, detector.names))
+            hint = label_config.mismatch_hint(spec, detector.names, kind.class_labels(spec, detector.names))
             if hint:
                 log.warning("project %s: %s", pid, hint)
 
@@ -231,7 +231,7 @@ class YOLOBackend:
                       failures: list[MediaError], deadline: float | None,
                       progress: Callable[[int, int], None] | None) -> None:
         """Each video task's tracks, one task at a time (a video is streamed from disk, never held whole)."""
-        options = {spec: video_predict.options_for(target, self.settings) for spec, target in targets.items()}
+        options = {spec: video_predict.options_for(spec, self.settings) for spec in targets}
         for index, task in enumerate(tasks):
             if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
                 raise BadRequest(f"tasks[{index}] must be an object with a 'data' object")
@@ -257,15 +257,14 @@ class YOLOBackend:
         if served.detector is None:
             return None
         task = _serving_task(spec, getattr(served.detector, "task", "detect"))
-        labels = kinds.class_labels(kinds.for_result(spec.kind, task), spec, served.detector.names)
+        labels = kinds.for_result(spec.kind, task).class_labels(spec, served.detector.names)
         per_class: dict[int, float] = {}
         if spec.threshold is None and self.settings.class_thresholds:
             per_class = {cls: served.thresholds[label] for cls, label in labels.items() if label in served.thresholds}
         target = convert.Target(
-            spec.from_name, spec.to_name, spec.kind, labels=labels,
+            replace(spec, box_control=box_control), labels=labels,  # its box control only when served with it
             threshold=spec.threshold if spec.threshold is not None else self.settings.model_score_threshold,
-            class_thresholds=per_class, task=task, options=spec.options, label_options=spec.label_options,
-            box_control=box_control,
+            class_thresholds=per_class, task=task,
         )
         return target if target.labels else None
 

@@ -93,7 +93,7 @@ def margin_doubt(scores: Sequence[float]) -> float:
 
 def detections_doubt(detections: Sequence[Detection], target: Target) -> float:
     """The summed doubt of one control's decisions on one image (its labels only)."""
-    if target.kind == classes.RESULT_TYPE and not classes.is_multiple(target.options):
+    if target.spec.kind == classes.KIND.RESULT_TYPE and not classes.is_multiple(target.spec.options):
         # One choice among classes; the model's own ranking of all its classes, mapped or not.
         return margin_doubt([det.score for det in detections]) if detections else 0.0
     return sum(decision_doubt(det.score, target.threshold_for(det.class_id)) for det in detections
@@ -107,7 +107,7 @@ def image_doubt(detections: Sequence[Detection], targets: Iterable[Target]) -> f
 
 def regions_doubt(regions: Iterable[dict[str, Any]], targets: Iterable[Target]) -> float:
     """Doubt from the scored regions of ``targets`` alone (video tracks), each one decision at its threshold."""
-    thresholds = {target.from_name: target.threshold for target in targets}
+    thresholds = {target.spec.from_name: target.threshold for target in targets}
     return sum(decision_doubt(float(r["score"]), thresholds[r["from_name"]]) for r in regions
                if r.get("from_name") in thresholds and r.get("score") is not None)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import kinds
 from ..config import Settings
 from ..formats.controls import ControlSpec
 from ..kinds import Kind
@@ -35,12 +34,12 @@ def holdout_images(examples: Sequence[Example], batch: int = 16) -> Iterator[lis
 
 def truths(example: Example, width: int, height: int, kind: Kind) -> tuple[scoring.Truth, ...]:
     """The annotation's label rows as ``kind`` reads them (class, pixel box, shape) on the upright image."""
-    return tuple(scoring.Truth(*kinds.truth(kind, line, width, height)) for line in example.lines)
+    return tuple(scoring.Truth(*kind.truth(line, width, height)) for line in example.lines)
 
 
 def judged(kind: Kind, found: Sequence[scoring.Found], truth: Sequence[scoring.Truth]) -> scoring.Image:
     """One holdout image, its overlaps computed once by the kind's geometry."""
-    ious = kinds.similarity(kind, [(f.box, f.shape) for f in found], [(t.box, t.shape) for t in truth]) \
+    ious = kind.overlap([(f.box, f.shape) for f in found], [(t.box, t.shape) for t in truth]) \
         if found and truth else np.zeros((len(found), len(truth)))
     return scoring.Image(tuple(found), tuple(truth), ious)
 
@@ -68,8 +67,8 @@ def holdout_detector(checkpoint: Path, settings: Settings, engine: Path | None =
 
 def label_indices(kind: Kind, spec: ControlSpec, names: dict[int, str]) -> dict[int, int]:
     """Model class -> index of the control's label it serves as (``predicted_values``, exact, case-folded)."""
-    to_label = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
-    return {cls: to_label[label] for cls, label in kinds.class_labels(kind, spec, names).items() if label in to_label}
+    to_label = {name: index for index, name in enumerate(kind.train_classes(spec))}
+    return {cls: to_label[label] for cls, label in kind.class_labels(spec, names).items() if label in to_label}
 
 
 def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: ControlSpec, settings: Settings,
@@ -87,7 +86,7 @@ def predict_holdout(checkpoint: Path, examples: Sequence[Example], spec: Control
     for chunk in holdout_images(examples):
         found = detector.detect([pixels for _, pixels in chunk], conf=SCORING_CONF)
         for (example, pixels), detections in zip(chunk, found):
-            mapped = [scoring.Found(mapping[d.class_id], d.score, d.box, kinds.shape(kind, d))
-                      for d in kinds.shown(kind, detections, spec) if d.class_id in mapping]
+            mapped = [scoring.Found(mapping[d.class_id], d.score, d.box, kind.shape(d))
+                      for d in kind.shown(detections, spec) if d.class_id in mapping]
             out.append(judged(kind, mapped, truths(example, pixels.shape[1], pixels.shape[0], kind)))
     return out

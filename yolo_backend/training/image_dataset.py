@@ -36,8 +36,8 @@ def build_from_images(root: Path, tasks: list[dict[str, Any]], spec: ControlSpec
     examples, skipped = collect_examples(tasks, spec, settings, media, project, kind)
     rest, holdout = split(examples, settings.train_holdout, settings.train_min_holdout)
     train, val = carve_val(rest)
-    labels = kinds.train_classes(kind, spec)
-    data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK, kinds.dataset_fields(kind, spec))
+    labels = kind.train_classes(spec)
+    data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK, kind.dataset_fields(spec))
     return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK)
 
 
@@ -64,7 +64,7 @@ def collect_examples(tasks: list[dict[str, Any]], spec: ControlSpec, settings: S
     """Every task with a usable annotation and a readable image; the reasons for the others."""
     examples, skipped = [], []
     kind = kind or kinds.for_result(spec.kind, spec.task)
-    class_ids = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
+    class_ids = {name: index for index, name in enumerate(kind.train_classes(spec))}
     cache = training_images(settings.model_dir_path, project) if project else settings.model_dir_path / TRAINING_IMAGES
     for task in tasks:
         annotation = chosen_annotation(task)

@@ -40,7 +40,7 @@ def for_version(candidate: Path, verdict: dict, imgsz: int, dataset: Dataset, sp
     if refused:
         return {"ok": False, "reason": refused}
     calibration = [pixels for chunk in holdout_images(dataset.train[:int8.CALIBRATION_IMAGES]) for _, pixels in chunk]
-    labels = kinds.train_classes(kind, spec)
+    labels = kind.train_classes(spec)
     served = [thresholds.get(label, settings.model_score_threshold) for label in labels] \
         if settings.class_thresholds else None
     score = _scorer(candidate, dataset.holdout, spec, settings, kind, served, predictor(dataset.media))
@@ -113,7 +113,7 @@ def _scorer(checkpoint: Path, holdout: list[Example], spec: ControlSpec, setting
     """
     from .holdout import predict_holdout
 
-    labels = kinds.train_classes(kind, spec)
+    labels = kind.train_classes(spec)
     predict = predict or predict_holdout
 
     def score(graph: Path | None) -> dict[str, float]:

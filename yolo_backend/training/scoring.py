@@ -48,7 +48,7 @@ class Truth:
 class Image:
     """One holdout image: what the model found, what the annotator drew, and how much each pair overlaps.
 
-    ``ious`` (found x truth) comes from the kind's geometry (``kinds.similarity``: masks by
+    ``ious`` (found x truth) comes from the kind's geometry (``Kind.overlap``: masks by
     their outlines, keypoints by OKS); without it, boxes by IoU. Computed once per image.
     """
 

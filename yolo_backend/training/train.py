@@ -86,8 +86,7 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
         state.not_started(run, str(exc))  # nothing else to train: said, not failed
         return
     served = _served_now(settings, registry, spec.model_path)
-    shared = sum(1 for k in kinds.KINDS if spec.kind == k.RESULT_TYPE) > 1  # boxes or oriented boxes: the checkpoint
-    kind = kinds.for_result(spec.kind, spec.task or (served.task() if shared else None))
+    kind = kinds.for_result(spec.kind, spec.task or served.task)  # served.task loads it: asked only where kinds share
 
     # write dataset: upright images, the kind's rows; a holdout Ultralytics never sees, a val split carved from train
     dataset = build_dataset(work / "dataset", data.tasks, data.label_config, settings, project=project, kind=kind)

@@ -36,7 +36,7 @@ def build_from_video(root: Path, tasks: list[dict[str, Any]], spec: ControlSpec,
     rest, holdout = split(examples, settings.train_holdout, settings.train_min_holdout)
     train, val = split(rest, 0.15, 1, salt="val", keep=1)  # carve_val's share, by video
     val = val or list(train)  # one training video: Ultralytics still needs a val split
-    labels = kinds.train_classes(kind, spec)
+    labels = kind.train_classes(spec)
     data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK)
     return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK, "video")
 
@@ -49,7 +49,7 @@ def collect_frames(tasks: list[dict[str, Any]], spec: ControlSpec, settings: Set
     empty); a video that cannot be fetched, probed or read leaves its task out, not the run.
     """
     examples, skipped = [], []
-    class_ids = {name: index for index, name in enumerate(kinds.train_classes(kind, spec))}
+    class_ids = {name: index for index, name in enumerate(kind.train_classes(spec))}
     for task in tasks:
         annotation = chosen_annotation(task)
         tracks = annotations.tracks(annotation, spec.from_name, spec.to_name, class_ids) if annotation else []

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Settings
-from ..formats import convert
 from ..formats.controls import ControlSpec
 from ..kinds import Kind
 from ..video import annotations, keyframes, predict
@@ -31,8 +30,7 @@ def predict_tracks(checkpoint: Path, examples: list[Example], spec: ControlSpec,
     """One scored image per holdout frame (in ``examples`` order): the served tracks' boxes on it vs its rows."""
     detector = holdout_detector(checkpoint, settings, engine)
     mapping = label_indices(kind, spec, detector.names)
-    target = convert.Target(spec.from_name, spec.to_name, spec.kind, options=spec.options)
-    options = predict.options_for(target, settings)
+    options = predict.options_for(spec, settings)
     out: dict[int, scoring.Image] = {}
     for video in dict.fromkeys(e.video for e in examples):
         if video is None:

@@ -124,7 +124,7 @@ def tracks(annotation: dict[str, Any], from_name: str, to_name: str, class_ids: 
     """The annotation's tracks of one control whose label is a class (others have nothing to train)."""
     out = []
     for region in annotation.get("result") or []:
-        if not isinstance(region, dict) or region.get("type") != video_boxes.RESULT_TYPE \
+        if not isinstance(region, dict) or region.get("type") != video_boxes.KIND.RESULT_TYPE \
                 or region.get("from_name") != from_name or region.get("to_name") != to_name:
             continue
         value = region.get("value") or {}
@@ -142,7 +142,7 @@ def frame_rows(tracks: Sequence[Track], frame: int, width: int, height: int, las
         value = shown(track.keys, frame, last_frame)
         if value is not None:
             region = {"value": value, "original_width": width, "original_height": height}
-            row = video_boxes.to_line(region, track.class_id)
+            row = video_boxes.KIND.to_line(region, track.class_id)
             if row is not None:
                 rows.append(row)
     return rows

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..core.checkpoints import safe_model_path
 from ..errors import LabelConfigError, MediaError
 from ..formats import convert
+from ..formats.controls import ControlSpec
 from ..kinds import video_boxes
 from . import keyframes, tracking
 from .frames import VideoInfo, read_frames
@@ -46,9 +47,9 @@ class TrackOptions:
     keyframe_iou: float
 
 
-def options_for(target: convert.Target, settings: Settings) -> TrackOptions:
+def options_for(spec: ControlSpec, settings: Settings) -> TrackOptions:
     """The control's model_* attributes over the VIDEO_* settings; a bad value is a 400 naming the attribute."""
-    tracker: str | Path = target.option(video_boxes.TRACKER_ATTRIBUTE) or settings.video_tracker
+    tracker: str | Path = spec.option(video_boxes.TRACKER_ATTRIBUTE) or settings.video_tracker
     if str(tracker) not in tracking.TRACKERS:
         tracker = safe_model_path(settings.model_root_path, str(tracker))
         if not tracker.is_file():
@@ -56,15 +57,15 @@ def options_for(target: convert.Target, settings: Settings) -> TrackOptions:
                                    f"(use {' or '.join(tracking.TRACKERS)}, or a tracker yaml there)")
     return TrackOptions(
         tracker=tracker,
-        conf=_number(target, video_boxes.CONF_ATTRIBUTE, TRACK_CONF, float, 0.0, 1.0),
-        iou=_number(target, video_boxes.IOU_ATTRIBUTE, None, float, 0.0, 1.0),
-        stride=_number(target, video_boxes.STRIDE_ATTRIBUTE, settings.video_frame_stride, int, 1, 1000),
+        conf=_number(spec, video_boxes.CONF_ATTRIBUTE, TRACK_CONF, float, 0.0, 1.0),
+        iou=_number(spec, video_boxes.IOU_ATTRIBUTE, None, float, 0.0, 1.0),
+        stride=_number(spec, video_boxes.STRIDE_ATTRIBUTE, settings.video_frame_stride, int, 1, 1000),
         keyframe_iou=settings.video_keyframe_iou,
     )
 
 
-def _number(target: convert.Target, name: str, default: Any, kind: type, low: float, high: float) -> Any:
-    raw = target.option(name)
+def _number(spec: ControlSpec, name: str, default: Any, kind: type, low: float, high: float) -> Any:
+    raw = spec.option(name)
     if raw is None or raw == "":
         return default
     try:
@@ -72,7 +73,7 @@ def _number(target: convert.Target, name: str, default: Any, kind: type, low: fl
     except ValueError:
         value = None
     if value is None or not low <= value <= high:
-        raise LabelConfigError(f"{name}={raw!r} on control {target.from_name!r}: a {kind.__name__} from {low:g} "
+        raise LabelConfigError(f"{name}={raw!r} on control {spec.from_name!r}: a {kind.__name__} from {low:g} "
                                f"to {high:g}")
     return value
 
@@ -94,8 +95,8 @@ def video_regions(path: Path, info: VideoInfo, target: convert.Target, detector:
         if label is None or max(p.score for p in points) < target.threshold_for(class_id):
             continue
         regions.append(keyframes.video_region(
-            points, label, info, from_name=target.from_name, to_name=target.to_name,
-            region_id=convert.region_id(target.from_name, path.name, track_id), stride=options.stride,
+            points, label, info, from_name=target.spec.from_name, to_name=target.spec.to_name,
+            region_id=convert.region_id(target.spec.from_name, path.name, track_id), stride=options.stride,
             min_iou=options.keyframe_iou))
     log.debug("%s: %d tracks, %d regions in %.1f s", path.name, len(tracks), len(regions),
               time.monotonic() - started)
