@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import shutil
 import subprocess
@@ -17,6 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_every_setting_has_a_field_in_the_same_order() -> None:
     assert [f.name for f in dataclasses.fields(Settings)] == [v.env.lower() for v in SETTINGS]
+
+
+def test_each_setting_is_declared_once_as_a_typed_field() -> None:
+    """No twin list: config.py declares a setting by one annotated field, never again by a quoted name."""
+    tree = ast.parse((ROOT / "yolo_backend" / "config.py").read_text())
+    names = {v.env for v in SETTINGS} | {v.env.lower() for v in SETTINGS}
+    fields = [node.target.id for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)
+              and isinstance(node.target, ast.Name) and node.target.id in names]
+    quoted = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and node.value in names]
+    assert sorted(fields) == sorted(v.env.lower() for v in SETTINGS) and not quoted, quoted
+    assert all(isinstance(v.kind, type) and v.why for v in SETTINGS) and dataclasses.is_dataclass(Settings)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings.from_env({}).port = 1  # type: ignore[misc]
 
 
 def test_defaults_parse_and_bad_values_name_the_variable() -> None:

@@ -1,7 +1,9 @@
 """Every setting of the service, read once from the environment.
 
-The table in the README is generated from ``SETTINGS`` (``python -m yolo_backend.config``),
-so a new variable is documented by adding it here.
+Each setting is named once: a field of ``Settings`` with its type, default and why
+(``Env``); its environment variable is the field's name upper-cased. ``SETTINGS``, the
+table the README's settings section is generated from (``python -m yolo_backend.config``),
+is read off those fields, so a new variable is documented by adding its field.
 """
 
 from __future__ import annotations
@@ -11,140 +13,25 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping, get_type_hints
+
+
+@dataclass(frozen=True)
+class Env:
+    """How a ``Settings`` field is read: its default (text, as the environment gives it) and why it exists."""
+
+    default: str
+    why: str
 
 
 @dataclass(frozen=True)
 class Var:
-    """One environment variable: its name, default and why it exists."""
+    """One environment variable: its name, default and why it exists (a row of ``SETTINGS``)."""
 
     env: str
     default: str
     kind: type
     why: str
-
-
-SETTINGS: tuple[Var, ...] = (
-    Var("LABEL_STUDIO_URL", "http://localhost:8080", str,
-        "Label Studio base URL: image downloads, presigning, training data."),
-    Var("LABEL_STUDIO_API_KEY", "", str,
-        "Legacy token or personal access token (a PAT is exchanged for short-lived access tokens)."),
-    Var("BASIC_AUTH_USER", "", str,
-        "When set with BASIC_AUTH_PASS, every route but /health and /webhook needs it."),
-    Var("BASIC_AUTH_PASS", "", str, "Password for BASIC_AUTH_USER (compared in constant time)."),
-    Var("ADMIN_OPEN", "false", bool,
-        "Without basic auth, the admin routes (/status, its plots, /training/status, /training/rollback, /metrics) "
-        "answer 401; true opens them to anyone who reaches the service. No effect when basic auth is set."),
-    Var("MODEL_ROOT", "./models", str, "The only folder checkpoints are loaded from (MODEL_PATH, model_path=)."),
-    Var("MODEL_PATH", "yolov5nu.pt", str,
-        "Base checkpoint, relative to MODEL_ROOT (any Ultralytics detect/segment model)."),
-    Var("WEIGHTS_DOWNLOAD", "true", bool,
-        "On first start, fetch MODEL_PATH when it is a published Ultralytics checkpoint missing from MODEL_ROOT "
-        "(once, in the background); false for air-gapped sites."),
-    Var("WEIGHTS_URL", "https://github.com/ultralytics/assets/releases/download/v8.4.0", str,
-        "Where published checkpoints are fetched from: Ultralytics' release folder, or your mirror of it."),
-    Var("WEIGHTS_SHA256", "", str,
-        "sha256 the fetched MODEL_PATH must have (your mirror's file, or a published name with no digest built in); "
-        "empty = the digest pinned for that name."),
-    Var("WEIGHTS_URL_INSECURE", "false", bool,
-        "Allow a plain-http WEIGHTS_URL (a mirror on a trusted network); the digest is still checked."),
-    Var("MODEL_DIR", "./data/models", str, "Writable state: trained versions, registry, run status, image cache."),
-    Var("MODEL_SCORE_THRESHOLD", "0.5", float,
-        "Regions below this score are dropped (per control: model_score_threshold)."),
-    Var("TASK_SCORE", "uncertainty", str,
-        "A prediction's task score, which Label Studio's Data Manager sorts by: uncertainty (low = most borderline "
-        "objects, sort ascending to label those first; docs/uncertainty.md) or mean (the mean region score)."),
-    Var("LOCAL_FILES_DOCUMENT_ROOT", "", str,
-        "Label Studio's local-files root, mounted here: such images are read from disk, not over HTTP."),
-    Var("DEVICE", "auto", str, "auto picks cuda, then mps, then cpu; or name one (cpu, cuda:0)."),
-    Var("IMGSZ", "auto", str,
-        "Inference image size: auto = the size each checkpoint was trained at (as Ultralytics predicts), "
-        "or a multiple of 32 for every model."),
-    Var("IOU", "auto", str,
-        "NMS IoU threshold: auto = the checkpoint's own predict setting, else Ultralytics' default (0.7), so "
-        "overlapping objects survive as `YOLO(path).predict` keeps them; or a number from 0 to 1 for every model."),
-    Var("MAX_DET", "300", int, "Most detections per image."),
-    Var("BATCH_SIZE", "0", int, "Images per inference call; 0 = auto (1 on CPU, where batching is slower; 8 on GPU)."),
-    Var("TORCH_THREADS", "0", int,
-        "Inference threads per worker (torch, ONNX Runtime, OpenVINO); 0 = cores // WORKERS, at least 1."),
-    Var("RUNTIME", "auto", str,
-        "auto (ONNX Runtime, else OpenVINO, else torch), torch, onnx or openvino; exports cached in MODEL_DIR."),
-    Var("INT8", "false", bool,
-        "Serve an int8 copy of each trained version's ONNX export when its holdout scores stay within "
-        "INT8_MAX_DROP (a base model: `yolo-ls int8 FOLDER`); docs/speed.md."),
-    Var("INT8_MAX_DROP", "0.01", float, "Most mAP50-95 (top-1) and F1 the int8 copy may lose against fp32."),
-    Var("BULK_LANES", "0", int,
-        "Engine copies a many-task /predict runs side by side, one thread each; 0 = the worker's cores, 1 = off."),
-    Var("FETCH_WORKERS", "8", int, "Images of one /predict downloaded or decoded concurrently."),
-    Var("HTTP_TIMEOUT", "15", float, "Seconds before an image download or Label Studio call gives up."),
-    Var("MEDIA_ALLOWED_HOSTS", "", str,
-        "Private hosts image URLs may reach besides LABEL_STUDIO_URL: host, host:port or CIDR, comma-separated."),
-    Var("CACHE_MAX_MB", "2048", int, "Size bound of the downloaded-image cache in MODEL_DIR/cache."),
-    Var("MAX_IMAGE_PIXELS", "100000000", int, "Bigger images are refused as decompression bombs."),
-    Var("DECODE_BUDGET_MB", "1024", int,
-        "Decoded image memory one worker holds at once, decoding included (a 100 Mpx image takes about 800 MB); "
-        "requests beyond it wait their turn; an image needing more alone is refused. Two workers then fit 4 GB."),
-    Var("MAX_VIDEO_MB", "500", int, "Bigger video files are refused (they are streamed to MODEL_DIR/cache, "
-        "never held in memory)."),
-    Var("MAX_VIDEO_SECONDS", "3600", float, "Longer videos are refused, by /predict and yolo-ls alike."),
-    Var("VIDEO_PREDICT_SECONDS", "75", float,
-        "Tracking time /predict may spend on one video task (Label Studio waits 100 s for the whole answer); a "
-        "longer one is stopped with an error naming `yolo-ls prelabel`, which has no such limit."),
-    Var("VIDEO_FRAME_STRIDE", "1", int,
-        "Track every n-th frame of a video (per control: model_frame_stride); Label Studio interpolates between."),
-    Var("VIDEO_TRACKER", "bytetrack", str,
-        "bytetrack, botsort or a tracker yaml under MODEL_ROOT (per control: model_tracker)."),
-    Var("VIDEO_KEYFRAME_IOU", "0.9", float,
-        "A tracked box becomes a keyframe only where Label Studio's interpolation would drift below this IoU."),
-    Var("TRAIN_FRAME_STRIDE", "10", int,
-        "Training takes every n-th frame of an annotated video track (neighbouring frames are near copies)."),
-    Var("LOAD_WAIT_SECONDS", "30", float, "How long /predict waits for a loading model before answering 503."),
-    Var("MAX_REQUEST_MB", "64", int, "Request bodies above this are answered 413."),
-    Var("PORT", "9090", int, "Port the server listens on."),
-    Var("WORKERS", "1", int, "gunicorn worker processes (each loads its own model)."),
-    Var("THREADS", "8", int, "Threads per worker; inference is serialised per model, fetching is not."),
-    Var("LOG_LEVEL", "INFO", str, "DEBUG, INFO, WARNING or ERROR."),
-    Var("TRAIN_EVERY_N", "10", int,
-        "Changed annotations (created/updated/deleted) that start a training run by themselves; 0 = only the button."),
-    Var("TRAIN_EPOCHS", "30", int, "Most epochs per training run (small projects learn in tens of epochs)."),
-    Var("TRAIN_STEPS", "0", int,
-        "Most optimizer steps per run (0: no limit): epochs shrink as a project grows (never under 1 nor over "
-        "TRAIN_EPOCHS), so a run of 300 images takes about as long as one of 60 and new versions keep coming."),
-    Var("TRAIN_IMGSZ", "640", int, "Training and holdout image size; smaller trains faster on a CPU."),
-    Var("TRAIN_BATCH", "16", int, "Training batch size; -1 lets Ultralytics pick one for the GPU memory."),
-    Var("TRAIN_PATIENCE", "30", int, "Epochs without holdout improvement before a run stops early (0: never); "
-        "a small project's holdout plateaus for a while, and 10 stopped its runs half-trained."),
-    Var("TRAIN_MIN_IMAGES", "10", int, "Labeled images a project needs before a run starts (else: not started)."),
-    Var("TRAIN_HOLDOUT", "0.2", float,
-        "Fraction of tasks (chosen by a hash of their image bytes, stable; a picture in two tasks stays on one "
-        "side) kept out of training to score models."),
-    Var("TRAIN_THREADS", "0", int, "CPU threads a run may use; 0 = all cores but one, left to the web workers."),
-    Var("TRAIN_MIN_HOLDOUT", "5", int,
-        "Holdout floor: with fewer held-out images, more are held out (stable by image content); runs need this many "
-        "plus training images."),
-    Var("PROMOTE_MIN_GAIN", "0.02", float,
-        "F1 of the pre-labels (holdout, both models cross-fitted) a candidate must gain over the served model, "
-        "surely: the gain must reach it and the lower bound of its 90% bootstrap interval must be above 0; "
-        "0: ties promote."),
-    Var("CLASS_THRESHOLDS", "true", bool,
-        "Per-class score thresholds chosen on each version's holdout (max F1), used where a control sets no "
-        "model_score_threshold; false = MODEL_SCORE_THRESHOLD for every class."),
-    Var("KEEP_VERSIONS", "3", int,
-        "Promoted versions kept per project besides the served one; older checkpoints, exports and training "
-        "images are deleted (their scores stay listed)."),
-    Var("TRAIN_TIMEOUT", "7200", int,
-        "Seconds a whole run (fetching, training, scoring, export) may take before it is stopped and recorded "
-        "as failed."),
-    Var("REDIS_URL", "", str,
-        "When set, runs go to an RQ queue served by `rq worker` processes instead of a local one."),
-    Var("TRAIN_QUEUE", "yolo-training", str, "RQ queue name the web side fills and `rq worker` listens on."),
-    Var("TRAIN_MAX_QUEUED", "8", int,
-        "Training runs that may wait for the training slot (all projects; one per project); further triggers "
-        "are answered refused."),
-    Var("WEBHOOK_SECRET", "", str,
-        "When set, /webhook needs it in the X-Webhook-Secret header (or valid basic auth, which the Start "
-        "training button sends)."),
-)
 
 
 def _unit_number(value: object) -> bool:
@@ -173,70 +60,139 @@ def _parse(var: Var, raw: str) -> Any:
 
 @dataclass(frozen=True)
 class Settings:
-    """Typed view of ``SETTINGS``; build with ``Settings.from_env()``."""
+    """Every setting, typed; its default and why in ``Env``. Build with ``Settings.from_env()``."""
 
-    label_studio_url: str
-    label_studio_api_key: str
-    basic_auth_user: str
-    basic_auth_pass: str
-    admin_open: bool
-    model_root: str
-    model_path: str
-    weights_download: bool
-    weights_url: str
-    weights_sha256: str
-    weights_url_insecure: bool
-    model_dir: str
-    model_score_threshold: float
-    task_score: str
-    local_files_document_root: str
-    device: str
-    imgsz: str
-    iou: str
-    max_det: int
-    batch_size: int
-    torch_threads: int
-    runtime: str
-    int8: bool
-    int8_max_drop: float
-    bulk_lanes: int
-    fetch_workers: int
-    http_timeout: float
-    media_allowed_hosts: str
-    cache_max_mb: int
-    max_image_pixels: int
-    decode_budget_mb: int
-    max_video_mb: int
-    max_video_seconds: float
-    video_predict_seconds: float
-    video_frame_stride: int
-    video_tracker: str
-    video_keyframe_iou: float
-    train_frame_stride: int
-    load_wait_seconds: float
-    max_request_mb: int
-    port: int
-    workers: int
-    threads: int
-    log_level: str
-    train_every_n: int
-    train_epochs: int
-    train_steps: int
-    train_imgsz: int
-    train_batch: int
-    train_patience: int
-    train_min_images: int
-    train_holdout: float
-    train_threads: int
-    train_min_holdout: int
-    promote_min_gain: float
-    class_thresholds: bool
-    keep_versions: int
-    train_timeout: int
-    redis_url: str
-    train_queue: str
-    train_max_queued: int
-    webhook_secret: str
+    label_studio_url: Annotated[str, Env(
+        "http://localhost:8080", "Label Studio base URL: image downloads, presigning, training data.")]
+    label_studio_api_key: Annotated[str, Env(
+        "", "Legacy token or personal access token (a PAT is exchanged for short-lived access tokens).")]
+    basic_auth_user: Annotated[str, Env(
+        "", "When set with BASIC_AUTH_PASS, every route but /health and /webhook needs it.")]
+    basic_auth_pass: Annotated[str, Env("", "Password for BASIC_AUTH_USER (compared in constant time).")]
+    admin_open: Annotated[bool, Env(
+        "false", "Without basic auth, the admin routes (/status, its plots, /training/status, /training/rollback, "
+        "/metrics) answer 401; true opens them to anyone who reaches the service. No effect when basic auth is set.")]
+    model_root: Annotated[str, Env(
+        "./models", "The only folder checkpoints are loaded from (MODEL_PATH, model_path=).")]
+    model_path: Annotated[str, Env(
+        "yolov5nu.pt", "Base checkpoint, relative to MODEL_ROOT (any Ultralytics detect/segment model).")]
+    weights_download: Annotated[bool, Env(
+        "true", "On first start, fetch MODEL_PATH when it is a published Ultralytics checkpoint missing from "
+        "MODEL_ROOT (once, in the background); false for air-gapped sites.")]
+    weights_url: Annotated[str, Env(
+        "https://github.com/ultralytics/assets/releases/download/v8.4.0", "Where published checkpoints are fetched "
+        "from: Ultralytics' release folder, or your mirror of it.")]
+    weights_sha256: Annotated[str, Env(
+        "", "sha256 the fetched MODEL_PATH must have (your mirror's file, or a published name with no digest built "
+        "in); empty = the digest pinned for that name.")]
+    weights_url_insecure: Annotated[bool, Env(
+        "false", "Allow a plain-http WEIGHTS_URL (a mirror on a trusted network); the digest is still checked.")]
+    model_dir: Annotated[str, Env(
+        "./data/models", "Writable state: trained versions, registry, run status, image cache.")]
+    model_score_threshold: Annotated[float, Env(
+        "0.5", "Regions below this score are dropped (per control: model_score_threshold).")]
+    task_score: Annotated[str, Env(
+        "uncertainty", "A prediction's task score, which Label Studio's Data Manager sorts by: uncertainty (low = "
+        "most borderline objects, sort ascending to label those first; docs/uncertainty.md) or mean (the mean region "
+        "score).")]
+    local_files_document_root: Annotated[str, Env(
+        "", "Label Studio's local-files root, mounted here: such images are read from disk, not over HTTP.")]
+    device: Annotated[str, Env("auto", "auto picks cuda, then mps, then cpu; or name one (cpu, cuda:0).")]
+    imgsz: Annotated[str, Env(
+        "auto", "Inference image size: auto = the size each checkpoint was trained at (as Ultralytics predicts), or "
+        "a multiple of 32 for every model.")]
+    iou: Annotated[str, Env(
+        "auto", "NMS IoU threshold: auto = the checkpoint's own predict setting, else Ultralytics' default (0.7), so "
+        "overlapping objects survive as `YOLO(path).predict` keeps them; or a number from 0 to 1 for every model.")]
+    max_det: Annotated[int, Env("300", "Most detections per image.")]
+    batch_size: Annotated[int, Env(
+        "0", "Images per inference call; 0 = auto (1 on CPU, where batching is slower; 8 on GPU).")]
+    torch_threads: Annotated[int, Env(
+        "0", "Inference threads per worker (torch, ONNX Runtime, OpenVINO); 0 = cores // WORKERS, at least 1.")]
+    runtime: Annotated[str, Env(
+        "auto", "auto (ONNX Runtime, else OpenVINO, else torch), torch, onnx or openvino; exports cached in "
+        "MODEL_DIR.")]
+    int8: Annotated[bool, Env(
+        "false", "Serve an int8 copy of each trained version's ONNX export when its holdout scores stay within "
+        "INT8_MAX_DROP (a base model: `yolo-ls int8 FOLDER`); docs/speed.md.")]
+    int8_max_drop: Annotated[float, Env("0.01", "Most mAP50-95 (top-1) and F1 the int8 copy may lose against fp32.")]
+    bulk_lanes: Annotated[int, Env(
+        "0", "Engine copies a many-task /predict runs side by side, one thread each; 0 = the worker's cores, 1 = "
+        "off.")]
+    fetch_workers: Annotated[int, Env("8", "Images of one /predict downloaded or decoded concurrently.")]
+    http_timeout: Annotated[float, Env("15", "Seconds before an image download or Label Studio call gives up.")]
+    media_allowed_hosts: Annotated[str, Env(
+        "", "Private hosts image URLs may reach besides LABEL_STUDIO_URL: host, host:port or CIDR, comma-separated.")]
+    cache_max_mb: Annotated[int, Env("2048", "Size bound of the downloaded-image cache in MODEL_DIR/cache.")]
+    max_image_pixels: Annotated[int, Env("100000000", "Bigger images are refused as decompression bombs.")]
+    decode_budget_mb: Annotated[int, Env(
+        "1024", "Decoded image memory one worker holds at once, decoding included (a 100 Mpx image takes about 800 "
+        "MB); requests beyond it wait their turn; an image needing more alone is refused. Two workers then fit 4 GB.")]
+    max_video_mb: Annotated[int, Env(
+        "500", "Bigger video files are refused (they are streamed to MODEL_DIR/cache, never held in memory).")]
+    max_video_seconds: Annotated[float, Env("3600", "Longer videos are refused, by /predict and yolo-ls alike.")]
+    video_predict_seconds: Annotated[float, Env(
+        "75", "Tracking time /predict may spend on one video task (Label Studio waits 100 s for the whole answer); a "
+        "longer one is stopped with an error naming `yolo-ls prelabel`, which has no such limit.")]
+    video_frame_stride: Annotated[int, Env(
+        "1", "Track every n-th frame of a video (per control: model_frame_stride); Label Studio interpolates "
+        "between.")]
+    video_tracker: Annotated[str, Env(
+        "bytetrack", "bytetrack, botsort or a tracker yaml under MODEL_ROOT (per control: model_tracker).")]
+    video_keyframe_iou: Annotated[float, Env(
+        "0.9", "A tracked box becomes a keyframe only where Label Studio's interpolation would drift below this IoU.")]
+    train_frame_stride: Annotated[int, Env(
+        "10", "Training takes every n-th frame of an annotated video track (neighbouring frames are near copies).")]
+    load_wait_seconds: Annotated[float, Env("30", "How long /predict waits for a loading model before answering 503.")]
+    max_request_mb: Annotated[int, Env("64", "Request bodies above this are answered 413.")]
+    port: Annotated[int, Env("9090", "Port the server listens on.")]
+    workers: Annotated[int, Env("1", "gunicorn worker processes (each loads its own model).")]
+    threads: Annotated[int, Env("8", "Threads per worker; inference is serialised per model, fetching is not.")]
+    log_level: Annotated[str, Env("INFO", "DEBUG, INFO, WARNING or ERROR.")]
+    train_every_n: Annotated[int, Env(
+        "10", "Changed annotations (created/updated/deleted) that start a training run by themselves; 0 = only the "
+        "button.")]
+    train_epochs: Annotated[int, Env("30", "Most epochs per training run (small projects learn in tens of epochs).")]
+    train_steps: Annotated[int, Env(
+        "0", "Most optimizer steps per run (0: no limit): epochs shrink as a project grows (never under 1 nor over "
+        "TRAIN_EPOCHS), so a run of 300 images takes about as long as one of 60 and new versions keep coming.")]
+    train_imgsz: Annotated[int, Env("640", "Training and holdout image size; smaller trains faster on a CPU.")]
+    train_batch: Annotated[int, Env("16", "Training batch size; -1 lets Ultralytics pick one for the GPU memory.")]
+    train_patience: Annotated[int, Env(
+        "30", "Epochs without holdout improvement before a run stops early (0: never); a small project's holdout "
+        "plateaus for a while, and 10 stopped its runs half-trained.")]
+    train_min_images: Annotated[int, Env(
+        "10", "Labeled images a project needs before a run starts (else: not started).")]
+    train_holdout: Annotated[float, Env(
+        "0.2", "Fraction of tasks (chosen by a hash of their image bytes, stable; a picture in two tasks stays on "
+        "one side) kept out of training to score models.")]
+    train_threads: Annotated[int, Env(
+        "0", "CPU threads a run may use; 0 = all cores but one, left to the web workers.")]
+    train_min_holdout: Annotated[int, Env(
+        "5", "Holdout floor: with fewer held-out images, more are held out (stable by image content); runs need this "
+        "many plus training images.")]
+    promote_min_gain: Annotated[float, Env(
+        "0.02", "F1 of the pre-labels (holdout, both models cross-fitted) a candidate must gain over the served "
+        "model, surely: the gain must reach it and the lower bound of its 90% bootstrap interval must be above 0; 0: "
+        "ties promote.")]
+    class_thresholds: Annotated[bool, Env(
+        "true", "Per-class score thresholds chosen on each version's holdout (max F1), used where a control sets no "
+        "model_score_threshold; false = MODEL_SCORE_THRESHOLD for every class.")]
+    keep_versions: Annotated[int, Env(
+        "3", "Promoted versions kept per project besides the served one; older checkpoints, exports and training "
+        "images are deleted (their scores stay listed).")]
+    train_timeout: Annotated[int, Env(
+        "7200", "Seconds a whole run (fetching, training, scoring, export) may take before it is stopped and "
+        "recorded as failed.")]
+    redis_url: Annotated[str, Env(
+        "", "When set, runs go to an RQ queue served by `rq worker` processes instead of a local one.")]
+    train_queue: Annotated[str, Env("yolo-training", "RQ queue name the web side fills and `rq worker` listens on.")]
+    train_max_queued: Annotated[int, Env(
+        "8", "Training runs that may wait for the training slot (all projects; one per project); further triggers "
+        "are answered refused.")]
+    webhook_secret: Annotated[str, Env(
+        "", "When set, /webhook needs it in the X-Webhook-Secret header (or valid basic auth, which the Start "
+        "training button sends).")]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -334,6 +290,19 @@ class Settings:
     @property
     def basic_auth(self) -> tuple[str, str] | None:
         return (self.basic_auth_user, self.basic_auth_pass) if self.basic_auth_user else None
+
+
+def _table() -> tuple[Var, ...]:
+    """``SETTINGS`` from the fields of ``Settings``: each ``Annotated[type, Env(...)]`` as one row, in field order."""
+    hints = get_type_hints(Settings, include_extras=True)
+    rows = []
+    for f in dataclasses.fields(Settings):
+        kind, env = hints[f.name].__origin__, hints[f.name].__metadata__[0]
+        rows.append(Var(f.name.upper(), env.default, kind, env.why))
+    return tuple(rows)
+
+
+SETTINGS: tuple[Var, ...] = _table()
 
 
 def markdown_table() -> str:
