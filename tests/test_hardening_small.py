@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import typing
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,9 @@ PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJlLW9mLXR
 # -- Settings never print a secret ---------------------------------------------------------
 def secret_settings() -> tuple[Settings, list[str]]:
     """Settings with a distinct secret in every secret-named field and in URL passwords."""
+    types = typing.get_type_hints(Settings)  # a field's type, its Annotated default and why stripped
     values = {f.name: f"s3cr3t-{f.name}-value" for f in dataclasses.fields(Settings)
-              if f.type in ("str", str) and any(w in f.name for w in ("key", "pass", "secret", "token"))}
+              if types[f.name] is str and any(w in f.name for w in ("key", "pass", "secret", "token"))}
     values.update(basic_auth_user="ann", redis_url="redis://:redis-pw-s3cr3t@cache:6379/0",
                   label_studio_url="https://robot:ls-pw-s3cr3t@ls.example:8443")
     assert {"label_studio_api_key", "basic_auth_pass"} <= set(values)

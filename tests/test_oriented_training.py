@@ -62,7 +62,7 @@ def test_an_obb_annotation_trains_as_an_obb_row_and_scores_by_its_corners(tmp_pa
     tasks = [rotated_task(tmp_path, seed, seed + 1, orientation) for seed, orientation in enumerate((1, 3, 6, 8))]
     settings = Settings.from_env({}, model_dir=str(tmp_path / "state"), local_files_document_root=str(tmp_path),
                                  train_holdout=0.5, train_min_holdout=1)
-    dataset = build_dataset(tmp_path / "ds", tasks, CONFIG, settings, kind=oriented_boxes)
+    dataset = build_dataset(tmp_path / "ds", tasks, CONFIG, settings, kind=oriented_boxes.KIND)
     assert dataset.task == "obb" and dataset.labels == ["red", "blue"]
     by_id = {task["id"]: task for task in tasks}
     for example in (*dataset.train, *dataset.val, *dataset.holdout):
