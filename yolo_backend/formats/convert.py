@@ -166,16 +166,20 @@ def region_id(*parts: Any) -> str:
 
 
 def region(value: dict[str, Any], label: str, *, result_type: str, from_name: str, to_name: str,
-           size: tuple[int, int], region_id: str, score: float | None = None) -> dict[str, Any]:
+           size: tuple[int, int] | None, region_id: str, score: float | None = None,
+           label_key: str | None = None) -> dict[str, Any]:
     """The envelope every region shares, around a kind's ``value``: names, type, displayed size, score.
 
-    ``size`` is the displayed (EXIF-applied) ``(width, height)`` the percent coordinates refer to.
+    Every region this package writes is made here: predictions, imports, the review's flags
+    and video tracks. ``size`` is the displayed (EXIF-applied) ``(width, height)`` the percent
+    coordinates refer to; None for a video track, whose keyframes Label Studio places on the
+    video. ``label_key``: where ``value`` holds the label, when not under the result type (a
+    video box's comes from a ``<Labels>`` control: ``labels``).
     """
-    out: dict[str, Any] = {
-        "id": region_id, "from_name": from_name, "to_name": to_name, "type": result_type,
-        "original_width": size[0], "original_height": size[1], "image_rotation": 0,
-        "value": {**value, result_type: [label]},
-    }
+    out: dict[str, Any] = {"id": region_id, "from_name": from_name, "to_name": to_name, "type": result_type}
+    if size is not None:
+        out.update(original_width=size[0], original_height=size[1], image_rotation=0)
+    out["value"] = {**value, label_key or result_type: [label]}
     if score is not None:
         out["score"] = round(float(score), SCORE_DECIMALS)
     return out

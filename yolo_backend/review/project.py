@@ -23,6 +23,7 @@ from PIL import Image as PILImage
 
 from .. import kinds
 from ..config import Settings
+from ..formats import convert
 from ..formats.controls import ControlSpec
 from ..formats.ls_tasks import chosen_annotation
 from ..labelstudio import ls_client
@@ -122,13 +123,14 @@ def prediction(task_id: Any, verdict: flags.Verdict, review: Review) -> dict[str
 
 def region(flag: flags.Flag, index: int, width: int, height: int, review: Review) -> dict[str, Any]:
     """One flag as a rectangle (the annotated box, or the model's for a missed object), the issue in its meta text."""
-    x1, y1, x2, y2 = flag.box
-    value = {"x": round(100 * x1 / width, 4), "y": round(100 * y1 / height, 4),
-             "width": round(100 * (x2 - x1) / width, 4), "height": round(100 * (y2 - y1) / height, 4),
-             "rotation": 0, "rectanglelabels": [review.labels[flag.label]]}
-    return {"id": f"review-{index}", "from_name": review.spec.from_name, "to_name": review.spec.to_name,
-            "type": "rectanglelabels", "original_width": width, "original_height": height, "image_rotation": 0,
-            "value": value, "meta": {"text": [describe(flag, review.labels)]}}
+    x1, y1, x2, y2 = flag.box  # the flagged box as it is, not clipped to the image
+    value = {"x": convert.pct(100 * x1 / width), "y": convert.pct(100 * y1 / height),
+             "width": convert.pct(100 * (x2 - x1) / width), "height": convert.pct(100 * (y2 - y1) / height),
+             "rotation": 0}
+    out = convert.region(value, review.labels[flag.label], result_type=kinds.boxes.KIND.RESULT_TYPE,
+                         from_name=review.spec.from_name, to_name=review.spec.to_name, size=(width, height),
+                         region_id=f"review-{index}")
+    return {**out, "meta": {"text": [describe(flag, review.labels)]}}
 
 
 def describe(flag: flags.Flag, labels: list[str]) -> str:

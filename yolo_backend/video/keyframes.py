@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..formats import convert
 from ..formats.overlap import paired_box_iou
+from ..kinds import video_boxes
 from .annotations import frame_boxes as frame_boxes  # re-exported: the reader of what ``sequence`` writes
 from .frames import VideoInfo
 from .tracking import TrackPoint
@@ -80,10 +82,11 @@ def sequence(points: Sequence[TrackPoint], info: VideoInfo, stride: int = 1,
 
 def video_region(points: Sequence[TrackPoint], label: str, info: VideoInfo, *, from_name: str, to_name: str,
                  region_id: str, stride: int = 1, min_iou: float = 0.9) -> dict[str, Any]:
-    """One track as one ``videorectangle`` region (score: its mean score)."""
-    return {"id": region_id, "from_name": from_name, "to_name": to_name, "type": "videorectangle",
-            "origin": "prediction",
-            "score": round(float(np.mean([p.score for p in points])), DECIMALS),
-            "value": {"framesCount": info.frames, "duration": round(info.duration, DECIMALS),
-                      "sequence": sequence(points, info, stride, min_iou), "labels": [label]}}
+    """One track as one ``videorectangle`` region (``convert.region``'s envelope; score: its mean score)."""
+    value = {"framesCount": info.frames, "duration": round(info.duration, DECIMALS),
+             "sequence": sequence(points, info, stride, min_iou)}
+    out = convert.region(value, label, result_type=video_boxes.KIND.RESULT_TYPE, from_name=from_name,
+                         to_name=to_name, size=None, region_id=region_id,
+                         score=float(np.mean([p.score for p in points])), label_key=video_boxes.LABEL_KEY)
+    return {**out, "origin": "prediction"}
 
