@@ -229,6 +229,34 @@ def test_export_yolo_writes_each_video_frame_and_its_rows(project: tuple[Path, l
     assert frames_of_1[:4] == [1, 6, 11, 16]
 
 
+def test_training_and_the_export_sample_the_same_frames(project: tuple[Path, list[dict[str, Any]]],
+                                                        tmp_path: Path) -> None:
+    """One collector (``video.samples``): the export holds a run's frames and rows, its val the run's holdout."""
+    from yolo_backend.cli import main
+    from yolo_backend.training.dataset import build_dataset
+
+    doc_root, tasks = project
+    settings = Settings.from_env({}, model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root),
+                                 train_holdout=0.25, train_min_holdout=5, train_frame_stride=5)
+    dataset = build_dataset(tmp_path / "ds", clean(tasks), CONFIG, settings)
+    trained = {(e.task_id, e.frame): e.lines for part in (dataset.train, dataset.val, dataset.holdout) for e in part}
+    (tmp_path / "export.json").write_text(json.dumps(clean(tasks)))
+    (tmp_path / "config.xml").write_text(CONFIG)
+    out = tmp_path / "dataset"
+    assert main(["export-yolo", "--from-file", str(tmp_path / "export.json"), "--label-config",
+                 str(tmp_path / "config.xml"), "--document-root", str(doc_root), "--frame-stride", "5",
+                 "--val", "0.25", "--min-val", "5", "-o", str(out), "--no-progress"]) == 0
+    exported, val = {}, set()
+    for image in out.glob("images/*/*.jpg"):
+        _, task_id, _, frame = image.stem.split("-")
+        rows = (out / "labels" / image.parent.name / f"{image.stem}.txt").read_text().splitlines()
+        exported[int(task_id), int(frame)] = tuple(rows)
+        if image.parent.name == "val":
+            val.add(int(task_id))
+    assert exported == trained
+    assert val == {e.task_id for e in dataset.holdout}
+
+
 # -- the whole loop: annotated videos retrain the shapes model, which then tracks a new video ---------
 @pytest.fixture(scope="module")
 def renamed_base(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -262,6 +263,7 @@ def _run_import(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     import tempfile
 
+    from .formats import media_axis
     from .formats.yolo_export import ExportOptions, label_names, write_dataset
     from .labelstudio.ls_auth import LabelStudioAuth
     from .media.fetcher import DiskCache, MediaFetcher
@@ -275,15 +277,15 @@ def _run_export(args: argparse.Namespace) -> int:
     kind = kinds.for_result(spec.kind, task or spec.task) if spec else None
     task = task or (kind.TRAIN_TASK if kind and kind.TRAIN_TASK in ("pose", "classify", "obb") else None)
     names = _classes(args.classes) or (kind.train_classes(spec) if kind and spec else None) or label_names(tasks)
-    video = spec is not None and spec.media == "video"  # frames of annotated tracks, named task-<id>-frame-<n>
+    media = media_axis.of(spec)  # a video's annotated tracks export as frames, named task-<id>-frame-<n>
     options = ExportOptions(args.data_key, args.from_name, args.val, args.test, args.min_val, task=task, spec=spec,
                             frame_stride=int(args.frame_stride), max_video_seconds=float(_setting("MAX_VIDEO_SECONDS")))
     with tempfile.TemporaryDirectory(prefix="yolo-ls-export-") as cache:
         fetcher = MediaFetcher(LabelStudioAuth(args.url, args.api_key), DiskCache(Path(cache), 2**40),
                                local_root=args.document_root or "", allowed_hosts=args.allowed_hosts,
                                max_video_bytes=int(_setting("MAX_VIDEO_MB")) * 2**20)
-        fetch = fetcher.video_path if video else fetcher.local_path
-        report = write_dataset(tasks, args.output, names, fetch, options, args.progress)
+        report = write_dataset(tasks, args.output, names, functools.partial(media.file, fetcher), options,
+                               args.progress)
     _list_problems("left out", [f"task {task_id}: {reason}" for task_id, reason in report.left_out])
     print(f"{report.summary()} -> {args.output / 'data.yaml'} (classes: {', '.join(names)})")
     return 0
@@ -330,7 +332,7 @@ def _run_prelabel(args: argparse.Namespace) -> int:
             backend = in_process_backend(args.url, args.api_key, args.model_root, args.model_path)
         predictor = InProcessPredictor(backend, args.project, config)
     outcome = Outcome()
-    chunk_size = args.chunk_size or (1 if _has_video(config) else 50)
+    chunk_size = args.chunk_size or _prelabel_chunk(config)
     try:
         prelabel(client, args.project, predictor, chunk_size, args.workers, args.model_version,
                  args.progress, outcome)
@@ -373,13 +375,15 @@ def _run_review(args: argparse.Namespace) -> int:
     return 0
 
 
-def _has_video(config: str) -> bool:
-    from .formats import label_config
+def _prelabel_chunk(config: str) -> int:
+    """Predictions stored per request: the least any control's media asks (a video is stored once tracked)."""
+    from .formats import label_config, media_axis
 
     try:
-        return any(spec.media == "video" for spec in label_config.parse(config))
+        specs = label_config.parse(config)
     except Exception:  # the backend will say what is wrong with the config, per task
-        return False
+        specs = []
+    return min([media_axis.of(spec).prelabel_chunk for spec in specs] or [media_axis.IMAGE.prelabel_chunk])
 
 
 @contextlib.contextmanager

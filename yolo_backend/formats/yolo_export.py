@@ -10,8 +10,9 @@ out of the training part by another salt. So a picture lands in the same split o
 and the same picture in two tasks lands in one split.
 
 A ``<VideoRectangle>`` control exports frames (``write_video_frames``): the frames
-training samples from each annotated video, named ``task-<id>-frame-<n>``, with the
-interpolated boxes as rows; val is training's holdout of whole videos.
+training samples from each annotated video (``video.samples``, training's collector), named
+``task-<id>-frame-<n>``, with the interpolated boxes as rows; val is training's holdout of
+whole videos. The control's media picks the writer (``WRITERS``, ``media_axis``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from PIL import Image
 from .. import kinds
 from ..core.split import file_digest, rank, split  # the same rules training uses
 from ..progress import bar
-from ..video import annotations, frames
+from ..video import samples
+from . import media_axis
 from .controls import ControlSpec
 from .ls_tasks import chosen_annotation  # the annotation training uses
 from .yolo_folder import IMAGE_SUFFIXES, write_class_sample, write_data_yaml, write_sample
@@ -114,8 +116,12 @@ def write_dataset(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[st
     could read: the val split is the holdout training would score on.
     """
     _check_empty(out)
-    if options.spec is not None and options.spec.media == "video":
-        return write_video_frames(tasks, out, names, fetch, options, progress)
+    return WRITERS[media_axis.of(options.spec)](tasks, out, names, fetch, options, progress)
+
+
+def write_images(tasks: Sequence[dict[str, Any]], out: Path, names: Sequence[str],
+                 fetch: Callable[[str, Any], Path], options: ExportOptions, progress: bool | None = None) -> Export:
+    """An image control's dataset (no label config: every registered kind's regions), split by image content."""
     class_ids = {name: index for index, name in enumerate(names)}
     report, used = Export(), set()
     fetched = _fetch_all(tasks, fetch, options.data_key, report, progress)
@@ -150,34 +156,29 @@ def write_video_frames(tasks: Sequence[dict[str, Any]], out: Path, names: Sequen
     """
     spec = options.spec
     assert spec is not None
-    class_ids = {name: index for index, name in enumerate(names)}
+
+    def video(task: dict[str, Any]) -> Path:
+        return fetch(_image_url(task, options.data_key or spec.data_key), task.get("id"))
+
     staging, report = out / ".frames", Export()
-    written: list[tuple[str, Path, tuple[str, ...]]] = []  # (video's digest, frame image, rows)
-    for task in bar(tasks, "tasks", "task", show=progress):
-        tid, annotation = task.get("id"), chosen_annotation(task)
-        tracks = annotations.tracks(annotation, spec.from_name, spec.to_name, class_ids) if annotation else []
-        if not tracks:
-            report.left_out.append((tid, "no annotated track of the control (or only skipped annotations)"))
-            continue
-        try:
-            path = fetch(_image_url(task, options.data_key or spec.data_key), tid)
-            info = frames.probe(path, options.max_video_seconds)
-            frames_of = annotations.write_frames(path, tracks, info, options.frame_stride, staging, f"task-{tid}")
-            content = file_digest(path)  # training groups a video's frames by it too
-        except Exception as exc:  # one bad video never stops the export
-            report.left_out.append((tid, f"{type(exc).__name__}: {exc}"))
-            continue
-        written += [(content, image, rows) for _, image, rows in frames_of]
-    rest, held = split(written, options.val, options.min_val if options.val > 0 else 0, key=lambda item: item[0])
-    parts = [("val", item) for item in held] + [
-        ("test" if rank(item[0], "test") < options.test / (1 - options.val) else "train", item) for item in rest]
-    for split_name, (_, image, rows) in parts:
-        write_sample(out, split_name, image.name, image, rows, os.replace)
+    sampled = samples.sample_tasks(bar(tasks, "tasks", "task", show=progress), spec,
+                                   {name: index for index, name in enumerate(names)}, video, staging,
+                                   options.frame_stride, options.max_video_seconds,
+                                   tolerate=(Exception,))  # one bad video never stops the export
+    report.left_out += [(tid, "no annotated track of the control (or only skipped annotations)")
+                        for tid in sampled.untracked]
+    report.left_out += [(tid, f"{type(exc).__name__}: {exc}") for tid, exc in sampled.failed]
+    splits = split_names([frame.content for frame in sampled.frames], options.val, options.test, options.min_val)
+    for frame, split_name in zip(sampled.frames, splits):  # by the video's digest, as training splits its frames
+        write_sample(out, split_name, frame.image.name, frame.image, frame.rows, os.replace)
         report.splits[split_name] += 1
-        report.boxes += len(rows)
+        report.boxes += len(frame.rows)
     shutil.rmtree(staging, ignore_errors=True)
     _finish(out, names, report)
     return report
+
+
+WRITERS = {media_axis.IMAGE: write_images, media_axis.VIDEO: write_video_frames}  # the control's media picks one
 
 
 def _fetch_all(tasks: Sequence[dict[str, Any]], fetch: Callable[[str, Any], Path], data_key: str | None,

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from .. import kinds
 from ..config import Settings
 from ..errors import BackendError, BadRequest, LabelConfigError, MediaError
-from ..formats import convert, label_config
+from ..formats import convert, label_config, media_axis
 from ..media.fetcher import LoadedImage, MediaFetcher, url_host
 from ..video import frames as video_frames
 from ..video import predict as video_predict
@@ -184,11 +184,12 @@ class YOLOBackend:
         # I/O, and at most a window of decoded images is held, however many tasks come.
         # Controls on the same image served by the same checkpoint (a pose model's boxes and keypoints)
         # share one inference, at the lowest threshold any of them needs.
+        on = media_axis.by_media(specs)  # image controls: detected in groups here; video controls: tracked below
         shared: dict[tuple[int, str], list[label_config.ControlSpec]] = {}
-        for spec, served in models.items():
-            if served.detector is not None and targets[spec] is not None and spec.media == "image":
-                shared.setdefault((id(served.detector), spec.data_key), []).append(spec)
-        for group in self._fetch_groups(tasks, tuple(s for s in specs if s.media == "image"), failures):
+        for spec in on[media_axis.IMAGE]:
+            if models[spec].detector is not None and targets[spec] is not None:
+                shared.setdefault((id(models[spec].detector), spec.data_key), []).append(spec)
+        for group in self._fetch_groups(tasks, tuple(on[media_axis.IMAGE]), failures):
             for alike in shared.values():
                 jobs = [job for job in group if job.spec == alike[0]]
                 if not jobs:
@@ -209,7 +210,7 @@ class YOLOBackend:
                     doubts[job.task_index] += uncertainty.image_doubt(detections, chosen)  # type: ignore[arg-type]
             for job in group:  # detections made: the pixels go back to DECODE_BUDGET_MB
                 job.image.release()
-        videos = {spec: target for spec, target in targets.items() if spec.media == "video" and target is not None}
+        videos = {spec: targets[spec] for spec in on[media_axis.VIDEO] if targets[spec] is not None}
         if videos:
             self._track_videos(tasks, videos, models, regions, failures, deadline, progress)
         if failures and len(tasks) == 1:

@@ -1,25 +1,54 @@
 """Which control a run trains, and the one dispatcher that builds its dataset, image or video.
 
-``build_dataset`` picks the builder by the control's media, as Ultralytics' ``data/build.py``
-picks a dataset class per kind: ``image_dataset`` (upright images, one example per task) or
-``video_dataset`` (sampled frames of whole videos). Both return the same ``examples.Dataset``,
-held out by the one split rule (``core.split``: a picture, or a video's frames, on one side).
+``build_dataset`` picks the builder by the control's media (``formats.media_axis``), as
+Ultralytics' ``data/build.py`` picks a dataset class per kind: ``image_dataset`` (upright
+images, one example per task) or ``video_dataset`` (sampled frames of whole videos). Both
+return the same ``examples.Dataset``, held out by the one split rule (``core.split``: a
+picture, or a video's frames, on one side). ``BUILDERS`` is the whole of what the media
+changes in a run: the dataset, the size a run needs, the counts it records, and how its
+holdout is predicted as served; a run looks its dataset's row up once (``for_dataset``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import kinds
 from ..config import Settings
 from ..errors import LabelConfigError
-from ..formats import label_config
+from ..formats import label_config, media_axis
 from ..formats.controls import ControlSpec
 from ..media.fetcher import MediaFetcher
+from . import image_dataset, scoring, video_dataset
 from .examples import Dataset
-from .image_dataset import build_from_images
-from .video_dataset import build_from_video
+from .holdout import predict_holdout
+from .video_scoring import predict_tracks
+
+
+@dataclass(frozen=True)
+class Builder:
+    """What a control's media changes in a run, one row per media."""
+
+    build: Callable[..., Dataset]  # (root, tasks, spec, settings, media, project, kind) -> its dataset
+    too_small: Callable[[Dataset, Settings], str | None]  # why a run cannot start on it; None: it can
+    counts: Callable[[Dataset], dict[str, int]]  # what a run records beside its image counts
+    predict: Callable[..., list[scoring.Image]]  # (checkpoint, holdout, spec, settings, kind, engine=None)
+
+
+BUILDERS = {
+    media_axis.IMAGE: Builder(image_dataset.build_from_images, image_dataset.too_small, lambda dataset: {},
+                              predict_holdout),
+    media_axis.VIDEO: Builder(video_dataset.build_from_video, video_dataset.too_small, video_dataset.counts,
+                              predict_tracks),  # a video's holdout frames: from the tracks serving draws on them
+}
+
+
+def for_dataset(dataset: Dataset) -> Builder:
+    """The row of ``dataset``'s media."""
+    return BUILDERS[media_axis.AXIS[dataset.media]]
 
 
 def training_control(config_xml: str) -> ControlSpec:
@@ -50,6 +79,4 @@ def build_dataset(root: Path, tasks: list[dict[str, Any]], config_xml: str, sett
     spec = training_control(config_xml)
     kind = kind or kinds.for_result(spec.kind, spec.task)
     media = media or MediaFetcher.from_settings(settings)
-    if spec.media == "video":
-        return build_from_video(root, tasks, spec, settings, media, kind)
-    return build_from_images(root, tasks, spec, settings, media, project, kind)
+    return BUILDERS[media_axis.of(spec)].build(root, tasks, spec, settings, media, project, kind)

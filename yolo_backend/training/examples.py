@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import Settings
 from ..core.split import split
 from ..formats.yolo_folder import class_folder_name, write_class_sample, write_data_yaml, write_sample
 
@@ -56,6 +57,18 @@ class Dataset:
     control: str = ""  # from_name of the control the labels come from
     task: str = "detect"  # the Ultralytics task it trains (``classify``: ``data_yaml`` is the folder)
     media: str = "image"  # "video": examples are frames, several per task
+
+    @property
+    def labeled(self) -> int:
+        """What the size rules count: train, val and holdout examples."""
+        return len(self.train) + len(self.val) + len(self.holdout)
+
+
+def needed(settings: Settings) -> tuple[int, str]:
+    """Examples a run needs (TRAIN_MIN_IMAGES in all, a floor-sized holdout + 2 to train); the settings that say so."""
+    return (max(settings.train_min_images, settings.train_min_holdout + 2),
+            f"TRAIN_MIN_IMAGES={settings.train_min_images}, TRAIN_MIN_HOLDOUT={settings.train_min_holdout} "
+            f"held out + 2 to train")
 
 
 def carve_val(train: list[Example], fraction: float = 0.15) -> tuple[list[Example], list[Example]]:

@@ -1,5 +1,7 @@
-"""The two model calls of a run: fit a candidate (``fit``), and predict the holdout the way the service would
-(``predictor``: ``holdout`` for images, ``video_scoring`` for a video's frames).
+"""Fitting a candidate (``fit``): Ultralytics' trainer, with progress, threads and a clean output folder.
+
+How a holdout is predicted the way the service would is the media's (``dataset.BUILDERS``:
+``holdout`` for images, ``video_scoring`` for a video's frames).
 
 Imported only in the training process: the web workers never load the trainer.
 """
@@ -18,9 +20,6 @@ from ..config import Settings
 from ..core.durable import write_json
 from ..core.registry import RUN_FILES
 from ..serving.detector import pick_device
-from . import scoring
-from .holdout import predict_holdout
-from .video_scoring import predict_tracks
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +179,3 @@ def _loss(trainer: Any) -> float | None:
         return None
     parts = tloss.values() if isinstance(tloss, dict) else [tloss]
     return round(float(sum(float(torch.as_tensor(p).sum()) for p in parts)), 4)
-
-
-def predictor(media: str) -> Callable[..., list[scoring.Image]]:
-    """How a holdout is predicted as it is served: images one by one; a video's frames from its tracks.
-
-    Both take (checkpoint, examples, spec, settings, kind, engine=None) and give one scored
-    image per holdout example.
-    """
-    return predict_tracks if media == "video" else predict_holdout

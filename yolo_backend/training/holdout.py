@@ -2,7 +2,7 @@
 
 Image holdouts are predicted here (``predict_holdout``); a video's holdout frames by the
 tracks serving draws on them (``video_scoring``), which builds on the pieces below.
-``fitting.predictor`` picks one of the two per dataset.
+The dataset's media picks one of the two (``dataset.BUILDERS``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ..errors import BackendError
 from ..formats.controls import ControlSpec
 from ..formats.ls_tasks import chosen_annotation
 from ..media.fetcher import MediaFetcher, open_image
-from .examples import Dataset, Example, carve_val, write_dataset
+from .examples import Dataset, Example, carve_val, needed, write_dataset
 from .retention import TRAINING_IMAGES, training_images
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,12 @@ def build_from_images(root: Path, tasks: list[dict[str, Any]], spec: ControlSpec
     labels = kind.train_classes(spec)
     data = write_dataset(root, {"train": train, "val": val}, labels, kind.TRAIN_TASK, kind.dataset_fields(spec))
     return Dataset(data, labels, train, val, holdout, skipped, spec.from_name, kind.TRAIN_TASK)
+
+
+def too_small(dataset: Dataset, settings: Settings) -> str | None:
+    """Why a run cannot start on ``dataset``: TRAIN_MIN_IMAGES in all, and a floor-sized holdout + 2 to train."""
+    (need, floors), labeled = needed(settings), dataset.labeled
+    return None if labeled >= need else f"need {need - labeled} more labeled images ({labeled} of {need}: {floors})"
 
 
 def upright_copy(source: Path, cache: Path, max_pixels: int, key: str | None = None) -> Path:

@@ -33,7 +33,7 @@ def for_version(candidate: Path, verdict: dict, imgsz: int, dataset: Dataset, sp
     ``thresholds``: label -> the per-class threshold the version is published with; fp32 and
     int8 are both scored at them (as served), on the holdout predicted as served (a video's as tracks).
     """
-    from .fitting import predictor
+    from .dataset import for_dataset
     from .holdout import holdout_images
 
     refused = _refused(kind, verdict)
@@ -43,7 +43,7 @@ def for_version(candidate: Path, verdict: dict, imgsz: int, dataset: Dataset, sp
     labels = kind.train_classes(spec)
     served = [thresholds.get(label, settings.model_score_threshold) for label in labels] \
         if settings.class_thresholds else None
-    score = _scorer(candidate, dataset.holdout, spec, settings, kind, served, predictor(dataset.media))
+    score = _scorer(candidate, dataset.holdout, spec, settings, kind, served, for_dataset(dataset).predict)
     gate = int8.prepare(str(verdict["key"]), Path(str(verdict["path"])), settings.model_dir_path / "runtime", imgsz,
                         calibration, score, score(None), kind.METRIC, settings.int8_max_drop)
     return {**gate.to_json(), "thresholds": dict(thresholds) if served else {}}
@@ -109,7 +109,7 @@ def _scorer(checkpoint: Path, holdout: list[Example], spec: ControlSpec, setting
     ``served``: per label, the version's own thresholds; None: MODEL_SCORE_THRESHOLD for every
     label (a base model). The control's ``model_score_threshold`` comes first, as in serving.
     Never thresholds chosen on the graph's own predictions: that would judge int8 at thresholds
-    it is never served with. ``predict``: how the holdout is predicted (``fitting.predictor``).
+    it is never served with. ``predict``: how the holdout is predicted (``dataset.Builder.predict``).
     """
     from .holdout import predict_holdout
 

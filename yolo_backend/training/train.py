@@ -24,8 +24,8 @@ from ..errors import LabelConfigError
 from ..serving.model_store import UNTRAINED
 from . import quantize, scoring
 from .collect import LABEL_STUDIO, load_project
-from .dataset import build_dataset, passed_over, training_control
-from .examples import Dataset, Example
+from .dataset import build_dataset, for_dataset, passed_over, training_control
+from .examples import Dataset
 from .retention import prune
 
 log = logging.getLogger("yolo_backend.training")
@@ -94,9 +94,9 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     run.metrics.update(train_images=len(dataset.train), val_images=len(dataset.val),
                        holdout_images=len(dataset.holdout), skipped_tasks=len(dataset.skipped),
                        labels=dataset.labels, control=spec.from_name, task=kind.TRAIN_TASK, metric=kind.METRIC)
-    if dataset.media == "video":
-        run.metrics.update(train_videos=_videos(dataset.train), holdout_videos=_videos(dataset.holdout))
-    short = _too_small(dataset, settings)
+    media = for_dataset(dataset)  # image or video: what it needs, records and is predicted by (dataset.BUILDERS)
+    run.metrics.update(media.counts(dataset))
+    short = media.too_small(dataset, settings)
     if short:
         state.not_started(run, short)
         return
@@ -123,7 +123,7 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
     run.progress = {**run.progress, "phase": "scoring on the holdout"}
     book.save(run)
     labels, default = dataset.labels, settings.model_score_threshold
-    predict = fitting.predictor(dataset.media)  # a video's holdout frames: from the tracks serving draws on them
+    predict = media.predict  # as served: images one by one, a video's holdout frames from its tracks
     found = predict(candidate, dataset.holdout, spec, settings, kind)
     scores = judge(found, len(labels), settings, spec.threshold, kind.METRIC)
     baseline_found = (predict(served.path, dataset.holdout, spec, settings, kind) if served.path
@@ -191,36 +191,6 @@ def judge(found: list[scoring.Image], n_labels: int, settings: Settings, control
     """
     return scoring.score(found, n_labels, settings.model_score_threshold, control_threshold=control_threshold,
                          choose_per_class=settings.class_thresholds, metric=metric)
-
-
-def _too_small(dataset: Dataset, settings: Settings) -> str | None:
-    """Why ``dataset`` is too small to start a run; None when it is not.
-
-    Images: TRAIN_MIN_IMAGES in all, and a floor-sized holdout + 2 to train. Video frames
-    count the same way (a frame is a training image), but the holdout is whole videos: it
-    needs TRAIN_MIN_HOLDOUT frames of videos that train nothing, and some video must be
-    left to train on, so one annotated video can never start a run.
-    """
-    labeled = len(dataset.train) + len(dataset.val) + len(dataset.holdout)
-    needed = max(settings.train_min_images, settings.train_min_holdout + 2)  # a floor-sized holdout + 2 to train
-    floors = (f"TRAIN_MIN_IMAGES={settings.train_min_images}, TRAIN_MIN_HOLDOUT={settings.train_min_holdout} "
-              f"held out + 2 to train")
-    if dataset.media != "video":
-        return None if labeled >= needed else f"need {needed - labeled} more labeled images ({labeled} of " \
-                                              f"{needed}: {floors})"
-    videos = _videos(dataset.train) + _videos(dataset.holdout)
-    if labeled < needed:
-        return f"need {needed - labeled} more annotated video frames ({labeled} sampled from {videos} videos at " \
-               f"TRAIN_FRAME_STRIDE={settings.train_frame_stride}, of {needed}: {floors})"
-    if not dataset.train or len(dataset.holdout) < settings.train_min_holdout:
-        return f"need another annotated video: the holdout is whole videos, never frames of a training video, and " \
-               f"{videos} video(s) give {len(dataset.holdout)} held-out frames (TRAIN_MIN_HOLDOUT=" \
-               f"{settings.train_min_holdout}) and {_videos(dataset.train)} to train on"
-    return None
-
-
-def _videos(examples: list[Example]) -> int:
-    return len({example.task_id for example in examples})
 
 
 @dataclass(frozen=True)
