@@ -36,6 +36,12 @@ def test_frames_stream_with_a_stride_and_the_header_is_bounded(video: moving_sha
     strided = [(number, frame.shape) for number, frame in frames.read_frames(video.path, stride=4)]
     assert [n for n, _ in strided] == list(range(1, 61, 4))
     assert all(shape == (240, 320, 3) for _, shape in strided)
+    # one reader for training's samples too: any set of frames, in order, each the frame a full read decodes
+    every = dict(frames.read_frames(video.path))
+    chosen = list(frames.read_frames(video.path, wanted=[9, 2, 9, 60, 61]))
+    assert [n for n, _ in chosen] == [2, 9, 60]  # sorted, once each, stopping where the file does
+    assert all((frame == every[n]).all() for n, frame in chosen)
+    assert all((frame == every[n]).all() for n, frame in frames.read_frames(video.path, stride=7))
 
     with pytest.raises(MediaError, match="more than the 1 s allowed"):
         frames.probe(video.path, max_seconds=1)

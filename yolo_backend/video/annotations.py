@@ -23,7 +23,7 @@ stride keeps a track imported with a keyframe on every frame from undoing the st
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import numpy as np
 
 from ..formats import convert
 from ..kinds import video_boxes
-from .frames import VideoInfo
+from .frames import VideoInfo, read_frames
 
 PROPS = ("x", "y", "width", "height", "rotation")  # what Label Studio interpolates between keyframes
 
@@ -148,30 +148,6 @@ def frame_rows(tracks: Sequence[Track], frame: int, width: int, height: int, las
     return rows
 
 
-def read_chosen(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame number, BGR frame) for the ``wanted`` frames only: the others are grabbed, never decoded.
-
-    Streams like ``frames.read_frames``, but for any set of frames (a stride grid plus keyframes),
-    and stops after the last wanted one.
-    """
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    try:
-        number = 0
-        for target in sorted(set(wanted)):
-            while number < target:
-                if not capture.grab():
-                    return
-                number += 1
-            ok, frame = capture.retrieve()
-            if not ok:
-                return
-            yield number, frame
-    finally:
-        capture.release()
-
-
 def write_frames(path: Path, tracks: Sequence[Track], info: VideoInfo, stride: int, folder: Path, stem: str
                  ) -> list[tuple[int, Path, tuple[str, ...]]]:
     """The sampled frames of one video as JPEG files ``<stem>-frame-<n>.jpg`` in ``folder``, with their rows.
@@ -183,7 +159,7 @@ def write_frames(path: Path, tracks: Sequence[Track], info: VideoInfo, stride: i
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for number, pixels in read_chosen(path, sampled_frames(tracks, stride, info.frames)):
+    for number, pixels in read_frames(path, wanted=sampled_frames(tracks, stride, info.frames)):
         height, width = pixels.shape[:2]
         rows = frame_rows(tracks, number, width, height, info.frames)
         if not rows:

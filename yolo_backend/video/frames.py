@@ -1,13 +1,14 @@
 """A video's frames, streamed: one decoded frame in memory at a time, whatever the length.
 
-OpenCV reads the file (Ultralytics already brings it). A stride decodes every n-th frame
-and only grabs the others, which is where the time goes on long videos. Frame numbers are
-1-based, as in Label Studio's video results.
+OpenCV reads the file (Ultralytics already brings it). A stride (tracking) or a set of
+wanted frames (training's samples) decodes those frames and only grabs the others, which is
+where the time goes on long videos. Frame numbers are 1-based, as in Label Studio's video results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,22 +55,23 @@ def probe(path: Path, max_seconds: float | None = None, max_pixels: int | None =
     return info
 
 
-def read_frames(path: Path, stride: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame number, BGR frame) for frames 1, 1 + stride, 1 + 2 * stride, ...; stops where the file does."""
+def read_frames(path: Path, stride: int = 1, wanted: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, BGR frame) for frames 1, 1 + stride, 1 + 2 * stride, ..., or only the ``wanted`` ones
+    (in order, stopping after the last); stops where the file does."""
     import cv2
 
     if stride < 1:
         raise ValueError("stride must be at least 1")
+    targets = itertools.count(1, stride) if wanted is None else iter(sorted(set(wanted)))
     capture = cv2.VideoCapture(str(path))
     try:
         number = 0
-        while True:
-            number += 1
-            if (number - 1) % stride:
-                if not capture.grab():  # skipped: demuxed, not decoded
+        for target in targets:
+            while number < target:
+                if not capture.grab():  # demuxed; decoded only if it is the target
                     return
-                continue
-            ok, frame = capture.read()
+                number += 1
+            ok, frame = capture.retrieve()
             if not ok:
                 return
             yield number, frame
