@@ -1,7 +1,7 @@
 """A real headless Chromium opens the status page while a run goes and after it; screenshots in artifacts/.
 
 No Label Studio is needed: the project trains from an export file, in a real child process,
-as in ``tests/test_status_page.py``. Two runs: the first makes a version, so the page during
+as in ``tests/web/test_status_page.py``. Two runs: the first makes a version, so the page during
 the second shows the version table beside the running curves.
 """
 
@@ -16,7 +16,7 @@ import requests
 
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser
 from tests.support.shapes_project import LABEL_CONFIG
-from tests.test_status_page import CURVE, PROJECT, StatusServer, tiny_run_server
+from tests.web.test_status_page import CURVE, PROJECT, StatusServer, tiny_run_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

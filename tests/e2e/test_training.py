@@ -170,7 +170,8 @@ def test_4b_a_better_candidate_is_promoted_and_served_once_per_version(label_stu
     assert run["metrics"]["runtime"]["runtime"] in ("onnx", "torch")  # checked on the holdout, or torch with why
 
     # /setup right after the promotion names the new version every time; that it answers from the registry while
-    # the load is blocked is proven in tests/test_serving_versions.py. Its p50/p99 are figures, printed, not bounds.
+    # the load is blocked is proven in tests/serving/test_serving_versions.py. Its p50/p99 are figures, printed,
+    # not bounds.
     body = {"project": f"{project}.1700000000", "schema": HALF_KNOWN, "hostname": label_studio.base_url}
     timings = []
     for _ in range(60):

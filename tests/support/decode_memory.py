@@ -3,7 +3,7 @@
 ``python -m tests.support.decode_memory SIDE COUNT [BUDGET_MB]`` prints one JSON line: the RSS
 before the request, the peak during it (VmHWM, reset first through /proc/self/clear_refs), and
 what the request answered. The PNGs are one flat colour, so a few hundred kB decode to SIDE x SIDE.
-Used by tests/test_decode_budget.py and scripts/bench_decode_memory.py.
+Used by tests/media/test_decode_budget.py and scripts/bench_decode_memory.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 
-# Peak bytes per pixel while decoding, measured on flat 6000x6000 PNGs (tests/test_decode_budget.py):
+# Peak bytes per pixel while decoding, measured on flat 6000x6000 PNGs (tests/media/test_decode_budget.py):
 # PIL's RGBX buffer (4) + numpy's view of it (3) before the PIL image is dropped; the BGR array (3) is
 # what is held afterwards. 16/32-bit grayscale is scaled in float64 (8 per value, twice) first.
 BYTES_PER_PIXEL = {"held": 3, "decode": 8, "wide": 24}

@@ -1,7 +1,7 @@
 """The OpenAPI 3 description of the HTTP interface, served at ``/openapi.json``.
 
 Written by hand next to ``http_api`` rather than generated, so it states the contract
-(what Label Studio and scripts may rely on); ``tests/test_openapi.py`` checks every
+(what Label Studio and scripts may rely on); ``tests/web/test_openapi.py`` checks every
 route of the app is described and fuzzes the live app against this document.
 """
 

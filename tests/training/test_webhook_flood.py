@@ -25,7 +25,7 @@ from tests.support.shapes_project import LABEL_CONFIG, write_project
 from tests.support.standin_label_studio import StandinLabelStudio
 from yolo_backend.training import admission
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import flood_webhook  # noqa: E402
 

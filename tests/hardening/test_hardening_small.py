@@ -30,7 +30,7 @@ from yolo_backend.errors import LabelStudioUnavailable
 from yolo_backend.labelstudio.ls_auth import LabelStudioAuth
 from yolo_backend.media.fetcher import DiskCache, MediaFetcher
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJlLW9mLXRoZS1wYXQ"
 
 

@@ -24,7 +24,7 @@ from yolo_backend.kinds.masks import KIND as masks
 from yolo_backend.kinds.outlines import KIND as outlines
 from yolo_backend.media.fetcher import open_image
 
-PACKAGE = Path(__file__).resolve().parent.parent / "yolo_backend"
+PACKAGE = Path(__file__).resolve().parents[2] / "yolo_backend"
 ORIENTATIONS = (1, 3, 6, 8)
 TOL = 1e-4  # of the image side, as the YOLO <-> Label Studio round trips elsewhere
 IDS = {"car": 0, "person": 1}

@@ -24,7 +24,7 @@ from tests.support.backend_server import start_backend
 from tests.support.hostile_server import HostileServer
 from tests.support.live_app import LiveApp
 from tests.support.standin import CAR_CONFIG, png_bytes
-from tests.test_training_runs import wait_for
+from tests.training.test_training_runs import wait_for
 from yolo_backend.config import Settings
 from yolo_backend.errors import MediaError
 from yolo_backend.labelstudio.ls_auth import LabelStudioAuth

@@ -17,7 +17,7 @@ from yolo_backend.formats.convert import Detection, Target, YoloBox
 from yolo_backend.kinds import boxes, classes, keypoints, oriented_boxes, outlines, video_boxes
 from yolo_backend.kinds.base import Kind, WholeImageKind
 
-PACKAGE = Path(__file__).resolve().parent.parent / "yolo_backend"
+PACKAGE = Path(__file__).resolve().parents[2] / "yolo_backend"
 SPEC = ControlSpec("label", "image", "rectanglelabels", labels=("car", "person"),
                    predicted_values=(("car", ("truck",)),))
 HOOKS = {name for name, member in vars(Kind).items() if inspect.isfunction(member) and not name.startswith("_")}

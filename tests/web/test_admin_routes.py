@@ -18,7 +18,7 @@ from yolo_backend.config import Settings
 from yolo_backend.core.registry import Registry, run_files
 from yolo_backend.web.exposure import exposure_warning, is_loopback
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 PNG = b"\x89PNG\r\n\x1a\n"
 

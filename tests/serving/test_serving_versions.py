@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from model import YOLOBackend
 from tests.support.live_app import RecordingRunner
 from tests.support.standin import ColorBlobDetector
-from tests.test_training_runs import wait_for
+from tests.training.test_training_runs import wait_for
 from yolo_backend.config import Settings
 from yolo_backend.core.registry import Registry
 from yolo_backend.serving.model_store import ModelStore

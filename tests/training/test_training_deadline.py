@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_training_runs import tiny_settings, tiny_source
+from tests.training.test_training_runs import tiny_settings, tiny_source
 from yolo_backend.config import Settings
 from yolo_backend.core.registry import Registry
 from yolo_backend.core.status import StatusBook
@@ -25,7 +25,7 @@ from yolo_backend.training.job import TIMED_OUT
 from yolo_backend.training.retention import training_images
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_for(tmp_path: Path, model_root: Path) -> Settings:

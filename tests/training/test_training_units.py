@@ -26,7 +26,7 @@ from yolo_backend.training import ProjectTrainer
 from yolo_backend.training.coalesce import Coalescer
 from yolo_backend.training.dataset import build_dataset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_for(tmp_path: Path, **changes) -> Settings:

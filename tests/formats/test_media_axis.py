@@ -20,7 +20,7 @@ from yolo_backend.training.examples import Dataset, Example, carve_val
 from yolo_backend.training.holdout import predict_holdout
 from yolo_backend.training.video_scoring import predict_tracks
 
-ROOT = Path(__file__).resolve().parent.parent / "yolo_backend"
+ROOT = Path(__file__).resolve().parents[2] / "yolo_backend"
 IMAGE_CONFIG = """<View><Image name="image" value="$image"/>
 <RectangleLabels name="label" toName="image"><Label value="cat"/></RectangleLabels></View>"""
 BOTH_CONFIG = """<View><Image name="image" value="$image"/>

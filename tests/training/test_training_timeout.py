@@ -3,7 +3,7 @@
 The stuck step is real: every task's image URL points at a loopback server that sends
 headers, then one byte every half second, so the run sits in the dataset step (fetching
 images) and never reaches the epoch callback. The run executes in a real child process
-(the local runner), as in tests/test_training_runs.py.
+(the local runner), as in tests/training/test_training_runs.py.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 
 from tests.support.hostile_server import HostileServer
 from tests.support.shapes_project import export_file, write_project
-from tests.test_training_redis import redis_url, settings_env  # noqa: F401  (fixture)
-from tests.test_training_runs import alive, tiny_settings, wait_for
+from tests.training.test_training_redis import redis_url, settings_env  # noqa: F401  (fixture)
+from tests.training.test_training_runs import alive, tiny_settings, wait_for
 from yolo_backend.config import Settings
 from yolo_backend.core.durable import is_locked
 from yolo_backend.core.registry import project_dir
@@ -29,7 +29,7 @@ from yolo_backend.training.job import record_timeout
 
 TIMEOUT = 5
 WAIT = TIMEOUT + 120  # how long a test polls for the outcome: generous, a busy machine starts processes slowly
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def slow_source(tmp_path: Path, server: HostileServer) -> str:

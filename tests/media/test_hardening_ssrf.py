@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.hostile_server import HostileServer
 from tests.support.standin import png_bytes
-from tests.test_training_runs import wait_for
+from tests.training.test_training_runs import wait_for
 from yolo_backend.errors import MediaAccessDenied, MediaError
 from yolo_backend.labelstudio.ls_auth import LabelStudioAuth
 from yolo_backend.media import url_policy

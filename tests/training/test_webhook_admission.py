@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from tests.support.live_app import LiveApp, RecordingRunner
-from tests.test_training_redis import redis_url  # noqa: F401  (fixture: a real redis-server)
+from tests.training.test_training_redis import redis_url  # noqa: F401  (fixture: a real redis-server)
 from yolo_backend.config import Settings
 from yolo_backend.core.durable import locked, write_json
 from yolo_backend.training import ProjectTrainer, admission

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_training_runs import finished, tiny_settings, tiny_source
+from tests.training.test_training_runs import finished, tiny_settings, tiny_source
 from yolo_backend.config import SETTINGS, Settings
 from yolo_backend.core.status import StatusBook
 from yolo_backend.training import ProjectTrainer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
