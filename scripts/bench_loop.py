@@ -130,16 +130,16 @@ def per_round(edits: list[int], size: int) -> list[float]:
 def table(results: dict[str, list[dict[str, Any]]], round_size: int, images: int) -> list[str]:
     rounds = (images + round_size - 1) // round_size
     head = [f"images {r * round_size + 1}-{min((r + 1) * round_size, images)}" for r in range(rounds)]
-    lines = ["| strategy | " + " | ".join(head)
+    lines = ["| strategy | seeds | " + " | ".join(head)
              + " | whole project | time/image (7 s draw) | time/image (34.5 s draw) |",
-             "|---|" + "---|" * (rounds + 3)]
+             "|---|---|" + "---|" * (rounds + 3)]
     for key, seeds in results.items():
         by_round = [per_round(s["edits"], round_size) for s in seeds]
         cells = [spread([b[r] for b in by_round]) for r in range(rounds)]
         total = spread([statistics.mean(s["edits"]) for s in seeds])
         fast = spread([statistics.mean(s["seconds"]) for s in seeds])
         slow = spread([statistics.mean(s["seconds_traditional"]) for s in seeds])
-        lines.append(f"| {STRATEGIES[key].name} | " + " | ".join(cells) + f" | **{total}** | {fast} s | {slow} s |")
+        lines.append(f"| {STRATEGIES[key].name} | {len(seeds)} | " + " | ".join(cells) + f" | **{total}** | {fast} s | {slow} s |")
     return lines
 
 
@@ -175,7 +175,7 @@ def runs_lines(results: dict[str, list[dict[str, Any]]]) -> list[str]:
                 gain = run["gain"]
                 interval = (f"{gain.get('f1', 0):+.3f} ({gain.get('low', 0):+.3f} to {gain.get('high', 0):+.3f})"
                             if gain else run["reason"][:60])
-                lines.append(f"| {STRATEGIES[key].name} | {i} | {run['labeled_at_seen']} | {run['state']} | "
+                lines.append(f"| {STRATEGIES[key].name} | {i + 1} | {run['labeled_at_seen']} | {run['state']} | "
                              f"{run['version'] or '-'} | {run['served_from_task'] or '-'} | {run['seconds']:.0f} s | "
                              f"{interval} |")
     return lines
