@@ -139,7 +139,8 @@ def table(results: dict[str, list[dict[str, Any]]], round_size: int, images: int
         total = spread([statistics.mean(s["edits"]) for s in seeds])
         fast = spread([statistics.mean(s["seconds"]) for s in seeds])
         slow = spread([statistics.mean(s["seconds_traditional"]) for s in seeds])
-        lines.append(f"| {STRATEGIES[key].name} | {len(seeds)} | " + " | ".join(cells) + f" | **{total}** | {fast} s | {slow} s |")
+        lines.append(f"| {STRATEGIES[key].name} | {len(seeds)} | "
+                     + " | ".join(cells) + f" | **{total}** | {fast} s | {slow} s |")
     return lines
 
 
