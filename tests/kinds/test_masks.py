@@ -353,9 +353,9 @@ def test_export_trains_one_epoch(dataset, imported, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-# PolygonLabels trains the same segment model from its rows; it is trained end to end against the real
-# Label Studio in tests/e2e/test_kind_masks.py, so CI pays for that run once
-@pytest.mark.parametrize("control", ["BrushLabels"])
+# BrushLabels trains the same segment model from its rows; it is trained end to end against the real
+# Label Studio (its RLE as Label Studio stores it) in tests/e2e/test_kind_masks.py, so CI pays for each control once
+@pytest.mark.parametrize("control", ["PolygonLabels"])
 def test_a_brush_or_outline_project_trains_a_segment_model_and_promotes(tmp_path: Path, control: str) -> None:
     from ultralytics import YOLO
 
