@@ -146,7 +146,8 @@ def _prelabel_parser(commands: argparse._SubParsersAction) -> None:
                     "version are skipped, so an interrupted run resumes where it stopped. Predicts in this "
                     "process (MODEL_ROOT/MODEL_PATH) or through a running backend (--backend).")
     _add_connection(p, required=True)
-    p.add_argument("--backend", help="URL of a running backend; default: load the model in this process")
+    p.add_argument("--backend", help="URL of a running backend: it runs the job (its bulk workers, RQ with "
+                                      "REDIS_URL) and this follows the progress; default: predict in this process")
     p.add_argument("--backend-user", default=os.environ.get("BASIC_AUTH_USER", ""), help="its basic-auth user")
     p.add_argument("--backend-password", default=os.environ.get("BASIC_AUTH_PASS", ""), help="its password")
     p.add_argument("--model-root", help="folder holding checkpoints (default: $MODEL_ROOT)")
@@ -320,22 +321,24 @@ def _run_prelabel(args: argparse.Namespace) -> int:
     import requests
 
     from .app import in_process_backend
-    from .labelstudio.prelabel import InProcessPredictor, Outcome, RemotePredictor, prelabel
+    from .labelstudio.prelabel import BackendAnswerError, BackendJob, InProcessPredictor, Outcome, prelabel
 
-    client = ls_client.connect(args.url, args.api_key)
-    config = ls_client.label_config(client, args.project)
-    if args.backend:
-        auth = (args.backend_user, args.backend_password) if args.backend_user else None
-        predictor = RemotePredictor(args.backend, args.project, config, auth)
-    else:
-        with _environment(MEDIA_ALLOWED_HOSTS=args.allowed_hosts):  # in_process_backend reads its Settings from it
-            backend = in_process_backend(args.url, args.api_key, args.model_root, args.model_path)
-        predictor = InProcessPredictor(backend, args.project, config)
     outcome = Outcome()
-    chunk_size = args.chunk_size or _prelabel_chunk(config)
     try:
-        prelabel(client, args.project, predictor, chunk_size, args.workers, args.model_version,
-                 args.progress, outcome)
+        if args.backend:  # the backend's bulk job: its workers predict and store, this follows the progress
+            auth = (args.backend_user, args.backend_password) if args.backend_user else None
+            BackendJob(args.backend, auth).follow(args.project, outcome, args.progress)
+        else:
+            client = ls_client.connect(args.url, args.api_key)
+            config = ls_client.label_config(client, args.project)
+            with _environment(MEDIA_ALLOWED_HOSTS=args.allowed_hosts):  # in_process_backend reads its Settings
+                backend = in_process_backend(args.url, args.api_key, args.model_root, args.model_path)
+            prelabel(client, args.project, InProcessPredictor(backend, args.project, config),
+                     args.chunk_size or _prelabel_chunk(config), args.workers, args.model_version, args.progress,
+                     outcome)
+    except BackendAnswerError as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        outcome.failed.append((-1, exc.summary, exc.message))
     except KeyboardInterrupt:
         print("interrupted: what was stored stays; run again to resume", file=sys.stderr)
         outcome.failed.append((-1, "interrupted", "Ctrl-C"))

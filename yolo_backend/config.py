@@ -190,6 +190,17 @@ class Settings:
     train_max_queued: Annotated[int, Env(
         "8", "Training runs that may wait for the training slot (all projects; one per project); further triggers "
         "are answered refused.")]
+    predict_budget_seconds: Annotated[float, Env(
+        "40", "Time a many-task /predict (Retrieve predictions) spends predicting before it answers with what is done "
+        "and hands the rest to a bulk job that stores them through Label Studio's API (Label Studio waits 100 s); "
+        "0 = predict every task in the request.")]
+    bulk_chunk: Annotated[int, Env(
+        "64", "Tasks per chunk of a bulk job: the unit an RQ worker takes and a killed worker's retry repeats.")]
+    bulk_lease_seconds: Annotated[float, Env(
+        "120", "A chunk whose worker has not reported for this long is handed to another (a killed worker's chunk).")]
+    bulk_queue: Annotated[str, Env(
+        "yolo-bulk", "RQ queue of bulk chunks when REDIS_URL is set: `rq worker yolo-bulk` on any machine sharing "
+        "MODEL_DIR pre-labels.")]
     webhook_secret: Annotated[str, Env(
         "", "When set, /webhook needs it in the X-Webhook-Secret header (or valid basic auth, which the Start "
         "training button sends).")]
@@ -231,6 +242,8 @@ class Settings:
             raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
         if not 0.0 <= self.int8_max_drop <= 1.0:
             raise ValueError("INT8_MAX_DROP must be between 0 and 1 (0.01 is one point of mAP50-95 and of F1)")
+        if self.predict_budget_seconds < 0 or self.bulk_chunk < 1 or self.bulk_lease_seconds <= 0:
+            raise ValueError("PREDICT_BUDGET_SECONDS must be >= 0, BULK_CHUNK >= 1 and BULK_LEASE_SECONDS > 0")
         if self.bulk_lanes < 0:
             raise ValueError("BULK_LANES must be 0 (the worker's cores), 1 (off) or more")
         if self.train_imgsz < 32 or self.train_imgsz % 32:

@@ -44,6 +44,11 @@ def predicted_task_ids(client: Any, project: int, model_version: str) -> set[int
             if p.model_version == model_version and p.task is not None}
 
 
+def has_prediction(client: Any, task: int, model_version: str) -> bool:
+    """Whether one task holds a prediction of ``model_version``: what a retried bulk chunk asks before storing."""
+    return any(p.model_version == model_version for p in client.predictions.list(task=task))
+
+
 def store_predictions(client: Any, project: int, predictions: Iterable[dict[str, Any]]) -> int:
     """Many predictions in one request (``/api/projects/<id>/import/predictions``); returns how many."""
     from label_studio_sdk import PredictionRequest

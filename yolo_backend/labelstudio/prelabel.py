@@ -9,6 +9,7 @@ only does what is missing (tasks holding a prediction of the current version are
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,34 +65,51 @@ class BackendAnswerError(RuntimeError):
         self.summary, self.message = summary, message
 
 
-class RemotePredictor:
-    """A running backend, spoken to as Label Studio does (``/setup``, ``/predict``)."""
+class BackendJob:
+    """A running backend's bulk job (``POST /bulk/start``, ``GET /bulk/status``): the one bulk path, here
+    followed from a terminal; the backend's own workers predict and store."""
 
-    def __init__(self, url: str, project: int, label_config: str, auth: tuple[str, str] | None = None,
-                 timeout: float = 100.0) -> None:
-        self.url, self.project, self.label_config, self.timeout = url.rstrip("/"), str(project), label_config, timeout
+    def __init__(self, url: str, auth: tuple[str, str] | None = None, timeout: float = 600.0) -> None:
+        self.url, self.timeout = url.rstrip("/"), timeout
         self.session = requests.Session()
         self.session.auth = auth
 
-    def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = self.session.post(f"{self.url}{route}", json=body, timeout=self.timeout)
+    def _call(self, method: str, route: str, **kwargs: Any) -> dict[str, Any]:
+        answer = self.session.request(method, f"{self.url}{route}", timeout=self.timeout, **kwargs)
         if answer.status_code != 200:
             try:
                 reason = answer.json().get("message") or answer.text
             except ValueError:
                 reason = answer.text
-            raise BackendAnswerError(f"backend {route} answered {answer.status_code}", str(reason)[:200])
+            raise BackendAnswerError(f"backend {route} answered {answer.status_code}", str(reason)[:300])
         return answer.json()
 
-    def version(self) -> str:
-        return str(self._post("/setup", {"project": self.project, "schema": self.label_config})["model_version"])
+    def follow(self, project: int, outcome: Outcome, progress: bool | None = None, every: float = 1.0) -> Outcome:
+        """Start the job, show its progress until it ends, and count it into ``outcome`` like an in-process run."""
+        started = self._call("POST", "/bulk/start", json={"project": project})
+        outcome.version = started["model_version"]
+        outcome.total, outcome.skipped = started["tasks"], started["already_predicted"]
+        if started["job"] is None:
+            return outcome
+        with bar(None, "predict", "task", total=outcome.total - outcome.skipped, show=progress) as progress_bar:
+            while True:
+                [job] = self._call("GET", "/bulk/status", params={"job": started["job"]})["jobs"]
+                progress_bar.update(job["stored"] + job["opened"] + job["failed"] - progress_bar.n)
+                if job["state"] != "running":
+                    break
+                time.sleep(every)  # the backend's workers do the work; this only reads their progress
+        outcome.done = job["stored"] + job["opened"]  # opened in Label Studio meanwhile: predicted on open
+        outcome.failed += [(f["task"], *_split_reason(f["reason"] or "")) for f in job["failures"]]
+        outcome.failed += [(-1, "failed", "more failures: GET /bulk/status") for _ in range(
+            max(0, job["failed"] - len(job["failures"])))]
+        if job["state"] == "cancelled":
+            outcome.failed.append((-1, "cancelled", f"bulk job {job['job']} was cancelled"))
+        return outcome
 
-    def predict(self, task: dict[str, Any]) -> dict[str, Any]:
-        body = {"tasks": [task], "project": self.project, "label_config": self.label_config, "params": {}}
-        results = self._post("/predict", body).get("results") or []
-        if len(results) != 1:
-            raise BackendAnswerError("backend /predict answered a wrong count", f"{len(results)} results for 1 task")
-        return results[0]
+
+def _split_reason(reason: str) -> tuple[str, str]:
+    kind, _, detail = reason.partition(": ")
+    return (f"predict: {kind}", detail) if detail else ("predict", reason)
 
 
 @dataclass
@@ -128,7 +146,7 @@ def prelabel(client: Any, project: int, predictor: Predictor, chunk_size: int = 
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start:start + chunk_size]
             predictions = list(pool.map(lambda task: _predict(predictor, task, outcome), chunk))
-            _store(client, project, [p for p in predictions if p is not None], outcome)
+            store(client, project, [p for p in predictions if p is not None], outcome)
             progress_bar.update(len(chunk))
     return outcome
 
@@ -149,8 +167,8 @@ def _predict(predictor: Predictor, task: dict[str, Any], outcome: Outcome) -> di
             "model_version": outcome.version}
 
 
-def _store(client: Any, project: int, predictions: list[dict[str, Any]], outcome: Outcome) -> None:
-    """One request per chunk; if Label Studio refuses it, one by one to find the bad one."""
+def store(client: Any, project: int, predictions: list[dict[str, Any]], outcome: Outcome) -> None:
+    """One request per chunk; if Label Studio refuses it, one by one to find the bad one (the bulk jobs' path too)."""
     try:
         ls_client.store_predictions(client, project, predictions)
         outcome.done += len(predictions)

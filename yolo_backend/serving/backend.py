@@ -163,11 +163,14 @@ class YOLOBackend:
     # -- predict --------------------------------------------------------------
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
                 project: Any = None, label_config_xml: str = "", video_deadline: bool = True,
-                progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
+                progress: Callable[[int, int], None] | None = None,
+                failed: dict[int, str] | None = None) -> list[dict[str, Any]]:
         """One prediction per task, in order; a task whose image or video fails gets an empty result.
 
         ``video_deadline``: video tracking stops after VIDEO_PREDICT_SECONDS (Label Studio's wait);
         ``yolo-ls prelabel`` turns it off and follows ``progress(frames done, total)`` instead.
+        ``failed``, when given, receives task index -> reason for each task whose media failed (a bulk
+        job stores nothing for those, so opening them tries again), and a single task no longer raises.
         """
         deadline = time.monotonic() + self.settings.video_predict_seconds if video_deadline else None
         specs = label_config.parse(label_config_xml)
@@ -213,16 +216,19 @@ class YOLOBackend:
         videos = {spec: targets[spec] for spec in on[media_axis.VIDEO] if targets[spec] is not None}
         if videos:
             self._track_videos(tasks, videos, models, regions, failures, deadline, progress)
-        if failures and len(tasks) == 1:
+        if failures and len(tasks) == 1 and failed is None:
             raise failures[0]
-        failed = {id(f.task) for f in failures}  # type: ignore[attr-defined]
-        self.metrics.tasks.labels("failed").inc(len(failed))
-        self.metrics.tasks.labels("ok").inc(len(tasks) - len(failed))
+        if failed is not None:
+            index = {id(task): i for i, task in enumerate(tasks)}
+            failed.update({index[id(f.task)]: f"{f.kind}: {f}" for f in failures})  # type: ignore[attr-defined]
+        failed_ids = {id(f.task) for f in failures}  # type: ignore[attr-defined]
+        self.metrics.tasks.labels("failed").inc(len(failed_ids))
+        self.metrics.tasks.labels("ok").inc(len(tasks) - len(failed_ids))
         looked = any(target is not None for target in targets.values())  # else no model saw any task
         predictions = []
         for i, task in enumerate(tasks):  # video tracks are decisions too: the tracker keeps no dropped ones
             doubt = doubts[i] + uncertainty.regions_doubt(regions[i], videos.values())
-            score = uncertainty.task_score(regions[i], doubt if looked and id(task) not in failed else None,
+            score = uncertainty.task_score(regions[i], doubt if looked and id(task) not in failed_ids else None,
                                            self.settings.task_score)
             predictions.append(convert.task_prediction(regions[i], versions, score))
         return predictions

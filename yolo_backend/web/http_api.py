@@ -1,7 +1,8 @@
 """HTTP routes of Label Studio's ML backend protocol, as a Flask app factory.
 
 Routes: ``/health`` (and ``/``), ``/setup``, ``/predict``, ``/webhook``, ``/versions``,
-``/metrics``, and ``/status`` for people (``/`` too, for a browser). Request bodies are validated
+``/metrics``, ``/bulk/*`` (jobs of tasks beyond one /predict's budget), and ``/status`` for people
+(``/`` too, for a browser). Request bodies are validated
 here; the work happens in ``serving.backend.YOLOBackend``.
 Errors become ``{"error": kind, "message": ...}`` in one handler; tracebacks stay in the log.
 """
@@ -18,6 +19,8 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from ..bulk import BulkJobs, budget
+from ..bulk.jobs import start_for_project
 from ..errors import BackendError, BadRequest
 from ..logs import RefusalLog
 from .openapi import document as openapi_document
@@ -28,15 +31,20 @@ log = logging.getLogger(__name__)
 OPEN_ROUTES = {"/", "/health", "/webhook"}  # Label Studio's event webhook carries no auth
 # What a person or a scraper reads or changes, never Label Studio: without basic auth they answer
 # 401 unless ADMIN_OPEN=true, so a service reachable from a network cannot be rolled back by anyone.
-ADMIN_ROUTES = {"/status", "/status/plot", "/training/status", "/training/rollback", "/metrics"}
+ADMIN_ROUTES = {"/status", "/status/plot", "/training/status", "/training/rollback", "/metrics", "/bulk/status",
+                "/bulk/start", "/bulk/cancel"}
 ADMIN_CLOSED = ("this route is for admins and no basic auth is set: set BASIC_AUTH_USER and BASIC_AUTH_PASS "
                 "(and send them), or ADMIN_OPEN=true to open the status page, rollback and metrics to anyone "
                 "who can reach this service")
 WEBHOOK_SECRET_HEADER = "X-Webhook-Secret"  # with WEBHOOK_SECRET set, /webhook needs it (or basic auth)
 
 
-def create_app(backend: Any) -> Flask:
-    """The WSGI app around one ``YOLOBackend``; ``backend.settings`` configures it."""
+def create_app(backend: Any, bulk: BulkJobs | None = None) -> Flask:
+    """The WSGI app around one ``YOLOBackend``; ``backend.settings`` configures it.
+
+    ``bulk``: where a many-task /predict hands the tasks its PREDICT_BUDGET_SECONDS cannot finish;
+    without it every task is predicted inside the request.
+    """
     app = Flask("yolo_backend")
     settings = backend.settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
@@ -137,9 +145,41 @@ def create_app(backend: Any) -> Flask:
         params = {} if params is None else params
         if not isinstance(params, dict):
             raise BadRequest("'params' must be an object")
-        results = backend.predict(tasks, context=params.get("context"), project=body.get("project"),
-                                  label_config_xml=config)
+        results = budget.predict(backend, bulk, tasks, body.get("project"), config, context=params.get("context"))
         return jsonify(results=results)
+
+    def _bulk() -> BulkJobs:
+        if bulk is None:
+            raise BadRequest("bulk jobs are not enabled in this service")
+        return bulk
+
+    @app.get("/bulk/status")
+    def bulk_status() -> Response:
+        """Jobs of a project (or one job): tasks stored, opened first, failed, left; rate and time left."""
+        project, job = request.args.get("project"), request.args.get("job")
+        if not project and not job:
+            raise BadRequest("add ?project=<Label Studio project id> or ?job=<bulk job id>")
+        try:
+            return jsonify(_bulk().status(project, job))
+        except KeyError as exc:
+            raise BadRequest(str(exc).strip("'\"")) from None
+
+    @app.post("/bulk/start")
+    def bulk_start() -> Response:
+        """Every task of the project lacking the current version, as one job (``yolo-ls prelabel --backend``)."""
+        project = budget.project_key(_json_body().get("project"))
+        try:
+            return jsonify(start_for_project(_bulk(), backend, project))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+
+    @app.post("/bulk/cancel")
+    def bulk_cancel() -> Response:
+        """Stop a job: chunks stop before their next store; queued tasks are predicted on open again."""
+        try:
+            return jsonify(_bulk().cancel(_field(_json_body(), "job", str)))
+        except KeyError as exc:
+            raise BadRequest(str(exc).strip("'\"")) from None
 
     webhook_refusals = RefusalLog(log)
 

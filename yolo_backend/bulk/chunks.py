@@ -1,0 +1,114 @@
+"""One chunk of a bulk job, top to bottom: lease it, settle what a dead attempt left, predict, store, record.
+
+The same function runs in the service's background process (``bulk.worker``) and in ``rq worker``
+processes (``bulk.worker.rq_chunk``); the ledger makes a second run of a chunk, or a run beside a
+task opened in Label Studio, store nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..labelstudio import ls_client
+from ..labelstudio.prelabel import Outcome, store
+from .ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+BATCH = 16  # tasks predicted together and stored in one request; the lease is renewed between batches
+
+
+class Engine(Protocol):
+    """What predicts: the served model of a project, as ``/predict`` would use it."""
+
+    def version(self, project: str, label_config: str) -> str: ...
+
+    def predict(self, tasks: list[dict[str, Any]], project: str, label_config: str,
+                failed: dict[int, str]) -> list[dict[str, Any]]: ...
+
+
+class InProcessEngine:
+    """``serving.backend.YOLOBackend`` in this process, its model loaded, Label Studio's deadlines off."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    def version(self, project: str, label_config: str) -> str:
+        self.backend.store.wait(self.backend.settings.load_wait_seconds)
+        return str(self.backend.setup(project, label_config)["model_version"])
+
+    def predict(self, tasks: list[dict[str, Any]], project: str, label_config: str,
+                failed: dict[int, str]) -> list[dict[str, Any]]:
+        return self.backend.predict(tasks, project=project, label_config_xml=label_config, video_deadline=False,
+                                    failed=failed)
+
+
+@dataclass
+class ChunkResult:
+    stored: int = 0
+    failed: int = 0
+    skipped: int = 0  # opened in Label Studio first, or stored by an attempt that died
+    stopped: str = ""  # why the attempt stopped early: "cancelled", "lease lost", "held"
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: Any, lease_s: float,
+              owner: str | None = None) -> ChunkResult:
+    """1. lease, 2. settle the dead attempt's tasks, 3. per batch: claim, predict, renew, store, record."""
+    owner = owner or owner_id()
+    result = ChunkResult()
+    claimed = ledger.claim_chunk(job_id, chunk, owner, lease_s)
+    if claimed is None:
+        result.stopped = "held"  # done, leased by a live attempt, or its job ended
+        return result
+    job = claimed.job
+    project = int(job.project)
+    todo = list(claimed.todo)
+    settled: dict[int, tuple[str, str | None]] = {}
+    for task, version in claimed.unsure:  # stored before the attempt died, or not: Label Studio knows
+        if version and ls_client.has_prediction(client, int(task["id"]), version):
+            settled[int(task["id"])] = ("stored", "stored by an earlier attempt")
+        else:
+            todo.append(task)
+    if settled:
+        ledger.mark(job_id, settled)
+        result.skipped += len(settled)
+    version = engine.version(job.project, job.label_config)
+    for start in range(0, len(todo), BATCH):
+        batch = todo[start:start + BATCH]
+        mine = set(ledger.claim_tasks(job_id, [int(t["id"]) for t in batch], owner, version))
+        result.skipped += len(batch) - len(mine)  # opened in Label Studio meanwhile: /predict answered them
+        batch = [t for t in batch if int(t["id"]) in mine]
+        if not batch:
+            continue
+        failed: dict[int, str] = {}
+        answers = engine.predict(batch, job.project, job.label_config, failed)
+        if not ledger.renew(job_id, chunk, owner, lease_s):  # cancelled, or the lease was lost: store nothing
+            result.stopped = "lease lost" if (ledger.job(job_id) or job).state == "running" else "cancelled"
+            return result
+        outcome = Outcome(version=version)
+        predictions = [{"task": int(task["id"]), "result": answer["result"], "score": answer.get("score"),
+                        "model_version": version} for i, (task, answer) in enumerate(zip(batch, answers))
+                       if i not in failed]
+        store(client, project, predictions, outcome)
+        refused = {tid: f"{kind}: {detail}" for tid, kind, detail in outcome.failed}
+        marks: dict[int, tuple[str, str | None]] = {}
+        for i, task in enumerate(batch):
+            tid = int(task["id"])
+            reason = failed.get(i) or refused.get(tid)
+            marks[tid] = ("failed", reason[:300]) if reason else ("stored", None)
+        ledger.mark(job_id, marks)
+        result.failed += sum(state == "failed" for state, _ in marks.values())
+        result.stored += sum(state == "stored" for state, _ in marks.values())
+    ledger.finish_chunk(job_id, chunk, owner)
+    log.info("bulk job %s chunk %d: %d stored, %d failed, %d skipped", job_id, chunk, result.stored, result.failed,
+             result.skipped)
+    return result
