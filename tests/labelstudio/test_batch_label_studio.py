@@ -108,13 +108,14 @@ def running_backend(random_model_root: Path, tmp_path: Path, label_studio) -> It
     server = start_backend(tmp_path / "backend", {
         "MODEL_ROOT": str(random_model_root), "MODEL_PATH": "yolov5nu.pt", "IMGSZ": "160",
         "LOCAL_FILES_DOCUMENT_ROOT": str(label_studio.document_root),
-        "LABEL_STUDIO_URL": label_studio.base_url, "LABEL_STUDIO_API_KEY": label_studio.legacy_token})
+        "LABEL_STUDIO_URL": label_studio.base_url, "LABEL_STUDIO_API_KEY": label_studio.legacy_token,
+        "ADMIN_OPEN": "true"})  # /bulk/* start writes into Label Studio: basic auth or ADMIN_OPEN
     yield server.url
     server.stop()
 
 
 @pytest.mark.slow  # starting gunicorn and loading the model: about 35 s
-def test_prelabel_through_a_backend_reports_failures_and_resumes(label_studio, running_backend: str,
+def test_prelabel_through_a_backends_bulk_job_reports_failures_and_resumes(label_studio, running_backend: str,
                                                                  capsys) -> None:
     project = new_project(label_studio, "prelabel-remote", PREDICT_CONFIG)
     folder = label_studio.document_root / f"remote-{uuid.uuid4().hex[:6]}"
@@ -129,7 +130,7 @@ def test_prelabel_through_a_backend_reports_failures_and_resumes(label_studio, r
     assert main(command) == 1
     text = capsys.readouterr().out
     assert "10 done, 0 skipped (already predicted), 2 failed, of 12 tasks" in text
-    assert "2 x predict: backend /predict answered 422 (e.g. task" in text and "not found" in text
+    assert "2 x predict: media (e.g. task" in text and "not found" in text  # the job's failures, with the reason
 
     for path in moved:
         path.with_suffix(".away").rename(path)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from ..config import Settings
 from ..core.durable import is_locked
 from ..core.processes import child_env
+from ..errors import LabelStudioUnavailable
 from .ledger import Job, Ledger
 from .worker import lock_path
 
@@ -134,7 +135,7 @@ class BulkJobs:
         if self.ledger.job(job_id) is None:
             raise KeyError(f"no bulk job {job_id}")
         self.ledger.cancel(job_id)
-        return self.ledger.progress(job_id)
+        return self.status(job_id=job_id)
 
     def _watch(self) -> None:
         with self._watch_lock:
@@ -164,8 +165,11 @@ def start_for_project(jobs: BulkJobs, backend: Any, project: str) -> dict[str, A
 
     if not jobs.can_store:
         raise ValueError("this service has no LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY: it cannot store predictions")
-    client = ls_client.connect(jobs.settings.label_studio_url, jobs.settings.label_studio_api_key)
-    config = ls_client.label_config(client, int(project))
+    try:
+        client = ls_client.connect(jobs.settings.label_studio_url, jobs.settings.label_studio_api_key)
+        config = ls_client.label_config(client, int(project))
+    except Exception as exc:  # unreachable, refused key, no such project: said, not a 500
+        raise LabelStudioUnavailable(f"project {project}: Label Studio answered {ls_client.error_text(exc)}") from exc
     backend.store.wait(jobs.settings.load_wait_seconds)
     version = str(backend.setup(project, config)["model_version"])
     tasks = list(ls_client.iter_tasks(client, int(project)))

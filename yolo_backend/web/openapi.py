@@ -31,6 +31,18 @@ _RUN = {"type": ["object", "null"], "required": ["project", "run_id", "state"], 
     "state": {"type": "string", "enum": ["queued", "running", "promoted", "rejected", "failed", "not_started"]},
     "reason": {"type": "string"}, "version": _NULLABLE_STR, "progress": _OBJECT, "metrics": _OBJECT}}
 
+_BULK_JOB = {"type": "object", "required": ["job", "project", "state", "total", "stored", "opened", "failed", "left"],
+             "properties": {
+                 "job": {"type": "string"}, "project": {"type": "string"},
+                 "state": {"type": "string", "enum": ["running", "done", "cancelled"]},
+                 "origin": {"type": "string", "enum": ["retrieve", "prelabel"]}, "model_version": {"type": "string"},
+                 "total": {"type": "integer"}, "stored": {"type": "integer"},
+                 "opened": {"type": "integer", "description": "Opened in Label Studio first: predicted on open"},
+                 "failed": {"type": "integer"}, "left": {"type": "integer"}, "cancelled": {"type": "integer"},
+                 "rate_per_s": {"type": ["number", "null"]}, "eta_s": {"type": ["number", "null"]},
+                 "created": {"type": "number"}, "finished": {"type": ["number", "null"]},
+                 "failures": {"type": "array", "items": _OBJECT}}}
+
 SCHEMAS: dict[str, Any] = {
     "Error": _ERROR,
     "Health": {"type": "object", "required": ["status", "model_state", "model_version"], "properties": {
@@ -49,8 +61,17 @@ SCHEMAS: dict[str, Any] = {
         "label_config": {"type": "string"}, "project": _ANY_JSON,
         "params": {"type": ["object", "null"], "properties": {"context": {}}}}},
     "PredictResponse": {"type": "object", "required": ["results"], "properties": {
-        "results": {"type": "array", "items": _PREDICTION,
-                    "description": "One prediction per task, in the order of the request"}}},
+        "results": {"type": "array", "items": {"oneOf": [_PREDICTION, {
+            "type": "array", "maxItems": 0, "description": "No prediction for this task: a bulk job stores it "
+                                                          "through Label Studio's API (Label Studio stores nothing)"}]},
+                    "description": "One entry per task, in the order of the request"}}},
+    "BulkStatus": {"type": "object", "required": ["runner", "jobs"], "properties": {
+        "runner": {"type": "string", "enum": ["local", "rq"]}, "jobs": {"type": "array", "items": _BULK_JOB}}},
+    "BulkStartRequest": {"type": "object", "required": ["project"], "properties": {"project": _ANY_JSON}},
+    "BulkStartResponse": {"type": "object", "required": ["model_version", "tasks", "job"], "properties": {
+        "model_version": {"type": "string"}, "tasks": {"type": "integer"}, "already_predicted": {"type": "integer"},
+        "held_by_running_jobs": {"type": "integer"}, "job": _NULLABLE_STR}},
+    "BulkCancelRequest": {"type": "object", "required": ["job"], "properties": {"job": {"type": "string"}}},
     "WebhookRequest": {"type": "object", "required": ["action"], "properties": {
         "action": {"type": "string", "examples": ["START_TRAINING", "ANNOTATION_CREATED"]},
         "project": _ANY_JSON, "annotation": {}, "task": {}}},
@@ -128,6 +149,14 @@ def document(auth: bool = False) -> dict[str, Any]:
         "/training/rollback": {"post": _operation("Serve an earlier promoted version",
                                                   _json("RollbackResponse", "Now serving"), (400, 401, 413),
                                                   "RollbackRequest")},
+        "/bulk/status": {"get": _operation("Bulk jobs of a project (or one job): stored, opened, failed, left, rate, "
+                                           "time left", _json("BulkStatus", "Jobs"), (400, 401),
+                                           query={"project": False, "job": False})},
+        "/bulk/start": {"post": _operation("A bulk job for every task of the project lacking the current version",
+                                           _json("BulkStartResponse", "Started (job null: nothing to do)"),
+                                           (400, 401, 413, 502), "BulkStartRequest")},
+        "/bulk/cancel": {"post": _operation("Cancel a bulk job", _json("BulkStatus", "The job, cancelled"),
+                                            (400, 401, 413), "BulkCancelRequest")},
         "/status": {"get": _operation("The status page for people: versions, scores, runs, latency, problems",
                                       page, (400, 401), query={"project": False})},
         "/status/plot": {"get": _operation("A version's kept Ultralytics plot (results, confusion matrices)", {
