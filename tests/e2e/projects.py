@@ -74,6 +74,11 @@ def task_ids(ls: LabelStudioServer, project: int) -> list[int]:
     return sorted(int(t["id"]) for t in answer.json()["tasks"])
 
 
+def task_ids_all(ls: LabelStudioServer, project: int) -> list[int]:
+    """Every task id of a project of any size (page by page)."""
+    return sorted(int(t.id) for t in ls.client().tasks.list(project=project, include="id", page_size=1000))
+
+
 def open_task(ls: LabelStudioServer, task: int) -> dict[str, Any]:
     """``GET /api/tasks/<id>``, what the labeling page asks; Label Studio calls ``/predict`` inside it."""
     answer = ls.api("GET", f"/api/tasks/{task}")

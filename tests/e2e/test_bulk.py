@@ -85,6 +85,8 @@ def test_retrieve_beyond_the_budget_hands_the_rest_to_a_job_and_an_opened_task_i
         answered_in = time.monotonic() - started
         [job] = jobs(server, project)
         assert 0 < job["total"] < 48 and job["origin"] == "retrieve", "answered in part, within the budget"
+        page = requests.get(f"{server.url}/status", params={"project": project}, timeout=30).text
+        assert "Bulk pre-labelling" in page and job["job"] in page and f"of {job['total']}" in page
         queued = _tasks_in(Ledger(tmp_path / "backend" / "model-dir"), job["job"], "queued")
         stored = predictions(label_studio, project)
         assert queued and not any(stored[task] for task in queued), "nothing, not an empty prediction, stored"

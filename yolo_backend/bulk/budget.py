@@ -2,7 +2,7 @@
 
 Label Studio 1.23's *Retrieve predictions* sends every selected task without a prediction of the
 current version in ONE ``/predict`` and waits 100 s; a late or failed answer saves nothing
-(docs/retrieve-predictions.md). So tasks are predicted in growing slices while the next slice is
+(docs/bulk.md). So tasks are predicted in growing slices while the next slice is
 expected to fit the budget; the rest go to a bulk job and are answered ``[]``: an empty list of
 predictions for that task, which Label Studio stores nothing for (no empty prediction that would
 stop the task from being predicted when it is opened). A task a running job holds is answered

@@ -113,7 +113,7 @@ def create_app(backend: Any, bulk: BulkJobs | None = None) -> Flask:
     def status_page() -> Response:
         """The page for people: versions, scores, the current run's curves, decisions, latency, problems."""
         project = request.args.get("project", "")
-        view = _per_project(lambda p: gather(backend, started, probe, p or None), project)
+        view = _per_project(lambda p: gather(backend, started, probe, p or None, bulk), project)
         page = Response(render(view), mimetype="text/html")
         page.headers["Cache-Control"] = "no-store"
         page.headers["Vary"] = "Accept"

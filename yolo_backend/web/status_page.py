@@ -25,6 +25,7 @@ from ..core.status import StatusBook
 
 PLOTS = {"results": "results.png", "confusion_matrix": "confusion_matrix.png",
          "confusion_matrix_normalized": "confusion_matrix_normalized.png"}  # the only files /status/plot serves
+BULK_ROWS = 5  # a project's newest bulk jobs shown
 MAX_PROJECTS = 50  # a page, not a dump: ?project= shows any one
 VERSION_ROWS = 30  # newest versions in the table; the chart shows all
 RUN_ROWS = 10
@@ -74,14 +75,19 @@ class LabelStudioProbe:
 
 
 # -- gather: files and metrics -> plain data ---------------------------------------------------------------
-def gather(backend: Any, started: float, probe: LabelStudioProbe | None, only: str | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain data; ``only`` limits it to one project (ValueError if malformed)."""
+def gather(backend: Any, started: float, probe: LabelStudioProbe | None, only: str | None = None,
+           bulk: Any = None) -> dict[str, Any]:
+    """Everything the page shows, as plain data; ``only`` limits it to one project (ValueError if malformed).
+
+    ``bulk``: the service's ``BulkJobs``, whose recent jobs each project lists."""
     model_dir: Path = backend.settings.model_dir_path
     store = backend.store
     if only is not None:
         project_dir(model_dir, only)
     projects = [only] if only is not None else known_projects(model_dir, backend)
     views = [project_view(backend, model_dir, p) for p in projects[:MAX_PROJECTS]]
+    for view in views:
+        view["bulk"] = bulk.status(view["project"])["jobs"][-BULK_ROWS:] if bulk is not None else []
     problems = list(store.problems)
     if store.state.value in ("no_weights", "error"):
         problems.insert(0, f"base model {store.state.value.replace('_', ' ')}: {store.message}")
@@ -171,7 +177,8 @@ BUSY = ("queued", "running")
 
 def render(view: dict[str, Any]) -> str:
     """The whole page; it reloads itself every 5 s while a run is queued or going, every 30 s otherwise."""
-    refresh = 5 if any(p["state"] in BUSY for p in view["projects"]) else 30
+    refresh = 5 if any(p["state"] in BUSY or any(j["state"] == "running" for j in p.get("bulk", []))
+                       for p in view["projects"]) else 30
     wrong = "".join(f"<li class='bad'>{_e(p)}</li>" for p in view["problems"])
     body = [f"<h1>YOLO ML backend: status</h1><p>Base model <b>{_e(view['base_version'])}</b> "
             f"({_e(view['state'])}), up {_duration(view['uptime_s'])}. JSON: <a href='health'>health</a>, "
@@ -206,7 +213,8 @@ def _project(p: dict[str, Any]) -> str:
             + (f": holdout F1 {scores['f1']}, {scores['metric']} {scores['quality']}, mAP50 {scores['map50']} "
                f"on {scores['images']} images; labels {_e(', '.join(map(str, served.get('labels') or [])))}"
                if served else " (no trained version yet)") + ".</p>")
-    return (f"<section id='project-{_e(name)}'>{head}{_run(p)}{_versions(p)}{_runs(p['runs'])}"
+    return (f"<section id='project-{_e(name)}'>{head}{_run(p)}{_bulk(p.get('bulk') or [])}{_versions(p)}"
+            f"{_runs(p['runs'])}"
             f"{_plots(name, served, p['plots'])}</section>")
 
 
@@ -229,6 +237,21 @@ def _run(p: dict[str, Any]) -> str:
             (label, [(q["epoch"], q[key]) for q in points if q.get(key) is not None])
             for key, label in (("map50", "mAP50"), ("map50_95", "mAP50-95"), ("top1", "top-1"))], top=1.0) + "</div>"
     return f"<h3>Training</h3><p>{text}.</p>{charts}"
+
+
+def _bulk(jobs: list[dict[str, Any]]) -> str:
+    """Bulk pre-labelling jobs (Retrieve predictions past the budget, yolo-ls prelabel --backend), newest last."""
+    if not jobs:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(j['job'])}</td><td>{_e(j['origin'])}</td><td class='{'bad' if j['failed'] else ''}'>"
+        f"{_e(j['state'])}</td><td>{j['stored'] + j['opened']} of {j['total']}</td><td>{j['opened']}</td>"
+        f"<td>{j['failed']}</td><td>{_num(j['rate_per_s'], 1)}</td><td>{_duration(j['eta_s'])}</td>"
+        f"<td>{_when(j['created'])}</td></tr>" for j in jobs)
+    return ("<h3>Bulk pre-labelling</h3><table><tr><th>job</th><th>from</th><th>state</th><th>done</th>"
+            "<th>opened first</th><th>failed</th><th>tasks/s</th><th>left</th><th>started</th></tr>" + rows +
+            "</table><p class='muted'>Failures and details: bulk/status?project=ID; cancel: POST bulk/cancel "
+            "{\"job\": ID}.</p>")
 
 
 def _versions(p: dict[str, Any]) -> str:
