@@ -112,7 +112,8 @@ def test_pre_labels_on_open_cover_the_drawn_masks(label_studio: LabelStudioServe
     assert hits >= objects - 1, (hits, objects)
 
 
-# outlines train the same segment model without Label Studio in tests/kinds/test_masks.py: CI pays for each control once
+# outlines become the same segment rows (tests/formats/test_batch_export.py): one full run, brush masks as Label Studio
+# stores them, is what CI pays for
 @pytest.mark.parametrize("control", ["BrushLabels"])
 def test_annotations_train_a_promoted_segment_version(label_studio: LabelStudioServer, seg_backend: BackendServer,
                                                       control: str) -> None:

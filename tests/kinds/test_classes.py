@@ -367,53 +367,7 @@ def test_an_exported_class_tree_trains_with_ultralytics(class_tree: Path, tmp_pa
 
 
 # -- a real training run -----------------------------------------------------------------------------
-@pytest.mark.slow
-def test_a_run_from_the_architecture_learns_the_choices_and_is_promoted(tmp_path: Path) -> None:
-    from tests.support.shapes_project import export_file
-    from yolo_backend.app import build_backend
-    from yolo_backend.training import ProjectTrainer
-    from yolo_backend.web.http_api import create_app
-
-    doc_root, models = tmp_path / "docs", tmp_path / "models"
-    models.mkdir()
-    tasks = write_project(doc_root, 36)
-    # no base checkpoint: the run starts from yolo11n-cls.yaml
-    settings = Settings.from_env({}, model_root=str(models), model_path="yolo11n-cls.pt",
-                                 model_dir=str(tmp_path / "state"), local_files_document_root=str(doc_root),
-                                 device="cpu", train_imgsz=64, train_epochs=30, train_batch=8, train_patience=30,
-                                 train_min_images=10)
-    config = choices_config()
-    trainer = ProjectTrainer(settings, source=export_file(tmp_path / "export.json", tasks, config))
-    _, run, seconds = train_once(trainer, "5")
-    metrics = run["metrics"]
-    training_s = (run.get("progress") or {}).get("elapsed_s")
-    before, after = metrics["served"], metrics["candidate"]
-    print(f"\nclassify run: holdout {metrics['holdout_images']} images; top-1 before {before['top1']:.3f} after "
-          f"{after['top1']:.3f}; F1 before {before['f1']:.3f} after {after['f1']:.3f}; {run['state']}: "
-          f"{run['reason']}; from {metrics['started_from']}, training {training_s} s, whole run {seconds:.0f} s")
-    assert run["state"] == "promoted", run
-    assert after["metric"] == "top-1" and after["top1"] > before["top1"] and after["f1"] > before["f1"]
-    assert metrics["started_from"] == "yolo11n-cls.yaml"
-    progress = run["progress"]  # TRAIN_EPOCHS ran as set, no more (the run's time is the figure printed above)
-    assert progress["epochs"] == settings.train_epochs and progress["epoch"] <= settings.train_epochs
-
-    backend = build_backend(settings, trainer=trainer, start=False)
-    backend.store.start(background=False)
-    client = create_app(backend).test_client()
-    fresh = [60_000, 60_001, 60_002]
-    for seed in fresh:
-        draw(seed).save(doc_root / f"fresh-{seed}.png")
-    answer = client.post("/predict", json={"tasks": [{"id": 900 + s, "data": {"image": f"/data/local-files/?d="
-                                                                             f"fresh-{s}.png"}} for s in fresh],
-                                           "project": "5.1700000000", "label_config": config})
-    assert answer.status_code == 200, answer.get_json()
-    results = answer.get_json()["results"]
-    assert all(r["model_version"] == run["version"] for r in results)
-    right = sum(bool(r["result"]) and r["result"][0]["value"]["choices"] == [class_of(s)]
-                for r, s in zip(results, fresh))  # an image with no choice counts as missed
-    assert right >= 2, results
-
-
+# A choices project learned and promoted through a real Label Studio: tests/e2e/test_kind_classes.py.
 @pytest.mark.slow
 def test_a_base_knowing_one_choice_is_fine_tuned_into_one_knowing_all(tmp_path: Path) -> None:
     """The classify base serves only ``circle`` of this project's choices; the run learns ``box`` and ``tri`` too."""

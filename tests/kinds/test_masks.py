@@ -317,26 +317,6 @@ def test_a_detect_checkpoint_behind_brushlabels_is_a_setup_error_naming_the_fix(
 
 
 # -- training ----------------------------------------------------------------------------------------
-def brush_project(doc_root: Path, count: int, seed: int = 7000, polygons: bool = False) -> list[dict]:
-    """``count`` tasks annotated with brush masks (or outlines) of generated shapes, as Label Studio exports them."""
-    tasks = []
-    for i in range(count):
-        sample = write(doc_root / "shapes", seed + i, ORIENTATIONS[i % len(ORIENTATIONS)])
-        if polygons:
-            results = [{"id": f"r{i}-{k}", "from_name": "label", "to_name": "image", "type": "polygonlabels",
-                        "original_width": sample.width, "original_height": sample.height,
-                        "value": {"points": convert.percent_points(points, sample.width, sample.height),
-                                  "closed": True, "polygonlabels": [NAMES[cls]]}}
-                       for k, (cls, points) in enumerate(sample.objects)]
-        else:
-            results = [{**brush_region(mask, NAMES[cls]), "id": f"r{i}-{k}"}
-                       for k, ((cls, _), mask) in enumerate(zip(sample.objects, sample.masks()))]
-        tasks.append({"id": i + 1, "data": {"image": f"/data/local-files/?d=shapes/{sample.path.name}"},
-                      "annotations": [{"id": 10 * (i + 1), "result": results, "was_cancelled": False,
-                                       "ground_truth": False, "created_at": "2025-01-01T00:00:00Z"}]})
-    return tasks
-
-
 @pytest.mark.slow
 def test_export_trains_one_epoch(dataset, imported, tmp_path: Path) -> None:
     from ultralytics import YOLO
@@ -352,35 +332,6 @@ def test_export_trains_one_epoch(dataset, imported, tmp_path: Path) -> None:
     assert (tmp_path / "runs" / "one" / "weights" / "last.pt").is_file()
 
 
-@pytest.mark.slow
-# BrushLabels trains the same segment model from its rows; it is trained end to end against the real
-# Label Studio (its RLE as Label Studio stores it) in tests/e2e/test_kind_masks.py, so CI pays for each control once
-@pytest.mark.parametrize("control", ["PolygonLabels"])
-def test_a_brush_or_outline_project_trains_a_segment_model_and_promotes(tmp_path: Path, control: str) -> None:
-    from ultralytics import YOLO
-
-    from tests.support.tiny_segment import tiny_segment_model
-    from tests.support.training_runs import train_once
-    from yolo_backend.training import ProjectTrainer
-
-    root = tmp_path / "models"
-    root.mkdir()
-    base = YOLO(str(tiny_segment_model()))  # other class names: the run must learn the project's labels
-    base.model.names = {0: "crimson", 1: "navy"}
-    base.save(str(root / "seg.pt"))
-    doc_root = tmp_path / "docroot"
-    tasks = brush_project(doc_root, 24, polygons=control == "PolygonLabels")
-    source = tmp_path / "export.json"
-    source.write_text(json.dumps({"label_config": brush_config().replace("BrushLabels", control), "tasks": tasks}))
-    settings = Settings.from_env({}, model_root=str(root), model_path="seg.pt", model_dir=str(tmp_path / "state"),
-                                 local_files_document_root=str(doc_root), device="cpu", train_imgsz=128,
-                                 train_epochs=30, train_batch=8, train_min_images=10)
-    trainer = ProjectTrainer(settings, source=f"file:{source}")
-    _, run, seconds = train_once(trainer, "9")
-    served, candidate = run["metrics"]["served"], run["metrics"]["candidate"]
-    print(f"\nholdout {run['metrics']['holdout_images']} images: served F1 {served['f1']:.3f} mAP50-95 "
-          f"{served['map50_95']:.3f}; candidate F1 {candidate['f1']:.3f} mAP50-95 {candidate['map50_95']:.3f}; "
-          f"run {seconds:.0f} s")
-    assert run["state"] == "promoted", run
-    assert run["metrics"]["task"] == "segment"
-    assert candidate["f1"] > served["f1"] and candidate["map50_95"] >= 0.4  # mask mAP: outlines matched, not boxes
+# Outlines (PolygonLabels) become segment rows (tests/formats/test_batch_export.py) like brush masks; segment rows
+# train with Ultralytics in test_export_trains_one_epoch, and a brush project trains, is promoted and serves end to
+# end through a real Label Studio in tests/e2e/test_kind_masks.py (a second full run here was CI time paid twice).

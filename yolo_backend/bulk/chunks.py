@@ -90,7 +90,7 @@ def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: A
         if not batch:
             continue
         failed: dict[int, str] = {}
-        answers = engine.predict(batch, job.project, job.label_config, failed)
+        answers = _predict(engine, batch, job.project, job.label_config, failed)
         if not ledger.renew(job_id, chunk, owner, lease_s):  # cancelled, or the lease was lost: store nothing
             result.stopped = "lease lost" if (ledger.job(job_id) or job).state == "running" else "cancelled"
             return result
@@ -112,3 +112,23 @@ def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: A
     log.info("bulk job %s chunk %d: %d stored, %d failed, %d skipped", job_id, chunk, result.stored, result.failed,
              result.skipped)
     return result
+
+
+def _predict(engine: Engine, batch: list[dict[str, Any]], project: str, label_config: str,
+             failed: dict[int, str]) -> list[dict[str, Any]]:
+    """The batch at once; if that raises (a malformed task), task by task, so one bad task costs only itself."""
+    try:
+        return engine.predict(batch, project, label_config, failed)
+    except Exception as exc:
+        log.warning("bulk: a batch of %d failed (%s); predicting its tasks one by one", len(batch), exc)
+    answers: list[dict[str, Any]] = []
+    for i, task in enumerate(batch):
+        one: dict[int, str] = {}
+        try:
+            answers += engine.predict([task], project, label_config, one)
+            if one:
+                failed[i] = one[0]
+        except Exception as exc:
+            answers.append({"result": []})
+            failed[i] = f"{getattr(exc, 'kind', type(exc).__name__)}: {exc}"
+    return answers
