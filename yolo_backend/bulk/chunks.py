@@ -7,12 +7,14 @@ task opened in Label Studio, store nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from ..labelstudio import ls_client
 from ..labelstudio.prelabel import Outcome, store
@@ -90,7 +92,8 @@ def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: A
         if not batch:
             continue
         failed: dict[int, str] = {}
-        answers = _predict(engine, batch, job.project, job.label_config, failed)
+        with _heartbeat(ledger, job_id, chunk, owner, lease_s):  # a long video keeps the lease while it is tracked
+            answers = _predict(engine, batch, job.project, job.label_config, failed)
         if not ledger.renew(job_id, chunk, owner, lease_s):  # cancelled, or the lease was lost: store nothing
             result.stopped = "lease lost" if (ledger.job(job_id) or job).state == "running" else "cancelled"
             return result
@@ -112,6 +115,24 @@ def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: A
     log.info("bulk job %s chunk %d: %d stored, %d failed, %d skipped", job_id, chunk, result.stored, result.failed,
              result.skipped)
     return result
+
+
+@contextlib.contextmanager
+def _heartbeat(ledger: Ledger, job_id: str, chunk: int, owner: str, lease_s: float) -> Iterator[None]:
+    """Renew the lease every third of it while the batch is predicted: only a dead process loses it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(lease_s / 3):
+            ledger.renew(job_id, chunk, owner, lease_s)
+
+    thread = threading.Thread(target=beat, daemon=True, name="bulk-lease")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _predict(engine: Engine, batch: list[dict[str, Any]], project: str, label_config: str,
