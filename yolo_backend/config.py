@@ -119,6 +119,9 @@ class Settings:
     bulk_lanes: Annotated[int, Env(
         "0", "Engine copies a many-task /predict runs side by side, one thread each; 0 = the worker's cores, 1 = "
         "off.")]
+    tile: Annotated[int, Env(
+        "0", "Tile side in px: images larger than it are also predicted in overlapping tiles at the model's scale and "
+        "the boxes merged, for small objects in large images (per control: model_tile); 0 = off.")]
     fetch_workers: Annotated[int, Env("8", "Images of one /predict downloaded or decoded concurrently.")]
     http_timeout: Annotated[float, Env("15", "Seconds before an image download or Label Studio call gives up.")]
     media_allowed_hosts: Annotated[str, Env(
@@ -242,6 +245,8 @@ class Settings:
             raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
         if not 0.0 <= self.int8_max_drop <= 1.0:
             raise ValueError("INT8_MAX_DROP must be between 0 and 1 (0.01 is one point of mAP50-95 and of F1)")
+        if self.tile and self.tile < 32:
+            raise ValueError("TILE must be 0 (off) or a tile side of at least 32 px, e.g. 640")
         if self.predict_budget_seconds < 0 or self.bulk_chunk < 1 or self.bulk_lease_seconds <= 0:
             raise ValueError("PREDICT_BUDGET_SECONDS must be >= 0, BULK_CHUNK >= 1 and BULK_LEASE_SECONDS > 0")
         if self.bulk_lanes < 0:

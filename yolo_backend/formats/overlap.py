@@ -25,6 +25,16 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
+def box_ios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box, every box of ``a`` (n, 4) with every box of ``b`` (m, 4): 1 when one
+    lies inside the other, as the piece of an object a tile edge cut lies inside the whole (``serving.tiles``)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    smaller = np.minimum((a[:, 2:] - a[:, :2]).prod(axis=1)[:, None], (b[:, 2:] - b[:, :2]).prod(axis=1)[None, :])
+    return inter / np.maximum(smaller, 1e-12)
+
+
 def paired_box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of ``a[i]`` with ``b[i]`` for each row of two (n, 4) arrays: n values, not box_iou's n x n."""
     lt, rb = np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])

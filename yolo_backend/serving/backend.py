@@ -22,7 +22,7 @@ from ..formats import convert, label_config, media_axis
 from ..media.fetcher import LoadedImage, MediaFetcher, url_host
 from ..video import frames as video_frames
 from ..video import predict as video_predict
-from . import uncertainty
+from . import tiles, uncertainty
 from .metrics import Metrics
 from .model_store import ModelStore, ServedModel
 
@@ -202,9 +202,11 @@ class YOLOBackend:
                 lowest = min(target.lowest_threshold for target in chosen)  # type: ignore[union-attr]
                 started = time.perf_counter()
                 # down to the floor the task score counts; each kind still shows only what passes its threshold
-                found = detector.detect([job.image.pixels for job in jobs],  # type: ignore[union-attr]
-                                        conf=uncertainty.ask_conf(lowest, self.settings.task_score),
-                                        bulk=len(tasks) > 1)  # many tasks: throughput first (BULK_LANES)
+                # model_tile / TILE: large images also in tiles, for small objects (tiles.py); off: the plain call
+                found = tiles.detect(detector, [job.image.pixels for job in jobs],
+                                     tiles.tile_size(alike, self.settings.tile),
+                                     conf=uncertainty.ask_conf(lowest, self.settings.task_score),
+                                     bulk=len(tasks) > 1)  # many tasks: throughput first (BULK_LANES)
                 per_image = (time.perf_counter() - started) / len(jobs)
                 for job, detections in zip(jobs, found):
                     self.metrics.inference.observe(per_image)
