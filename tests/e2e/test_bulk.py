@@ -137,7 +137,7 @@ def test_rq_workers_share_a_job_and_a_killed_worker_loses_and_doubles_nothing(
         killed = {}
 
         def kill_one_mid_chunk() -> bool:
-            """A worker that has stored part of a chunk and not finished it: kill -9 it."""
+            """A worker holding claimed tasks of a chunk it has not finished (predicted, not yet stored): kill -9."""
             for job in ledger.jobs(str(project)):
                 for chunk, owner in _chunks_half_done(ledger, job.id):
                     pid = int(owner.split(":")[1])
@@ -172,9 +172,8 @@ def _chunks_half_done(ledger: Ledger, job_id: str) -> list[tuple[int, str]]:
 
     with sqlite3.connect(ledger.path) as db:
         return db.execute("SELECT c.chunk, c.owner FROM chunks c WHERE c.job = ? AND c.state = 'running' AND EXISTS "
-                          "(SELECT 1 FROM tasks t WHERE t.job = c.job AND t.chunk = c.chunk AND t.state = 'stored') "
-                          "AND EXISTS (SELECT 1 FROM tasks t WHERE t.job = c.job AND t.chunk = c.chunk AND t.state "
-                          "IN ('queued', 'claimed'))", (job_id,)).fetchall()
+                          "(SELECT 1 FROM tasks t WHERE t.job = c.job AND t.chunk = c.chunk AND t.state = 'claimed' "
+                          "AND t.owner = c.owner)", (job_id,)).fetchall()
 
 
 def _tasks_in(ledger: Ledger, job_id: str, state: str) -> list[int]:

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator, Protocol
@@ -22,7 +23,10 @@ from .ledger import Ledger
 
 log = logging.getLogger(__name__)
 
-BATCH = 16  # tasks predicted together and stored in one request; the lease is renewed between batches
+BATCH = 16  # tasks predicted together (their decoded images held at once)
+# Predictions stored per request: Label Studio's import costs about the same per request whatever its size
+# (it looks the project up as a whole), so fewer, larger requests; a long video job still stores every 30 s.
+STORE_BATCH, STORE_EVERY_S = 64, 30.0
 
 
 class Engine(Protocol):
@@ -64,7 +68,8 @@ def owner_id() -> str:
 
 def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: Any, lease_s: float,
               owner: str | None = None) -> ChunkResult:
-    """1. lease, 2. settle the dead attempt's tasks, 3. per batch: claim, predict, renew, store, record."""
+    """1. lease, 2. settle the dead attempt's tasks, 3. per batch: claim, predict; every STORE_BATCH predictions
+    (or STORE_EVERY_S): renew, store, record."""
     owner = owner or owner_id()
     result = ChunkResult()
     claimed = ledger.claim_chunk(job_id, chunk, owner, lease_s)
@@ -84,37 +89,44 @@ def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: A
         ledger.mark(job_id, settled)
         result.skipped += len(settled)
     version = engine.version(job.project, job.label_config)
+    pending: list[tuple[dict[str, Any], dict[str, Any], str | None]] = []  # (task, answer, why it failed)
+    last_store = time.monotonic()
     for start in range(0, len(todo), BATCH):
         batch = todo[start:start + BATCH]
         mine = set(ledger.claim_tasks(job_id, [int(t["id"]) for t in batch], owner, version))
         result.skipped += len(batch) - len(mine)  # opened in Label Studio meanwhile: /predict answered them
         batch = [t for t in batch if int(t["id"]) in mine]
-        if not batch:
-            continue
         failed: dict[int, str] = {}
         with _heartbeat(ledger, job_id, chunk, owner, lease_s):  # a long video keeps the lease while it is tracked
-            answers = _predict(engine, batch, job.project, job.label_config, failed)
-        if not ledger.renew(job_id, chunk, owner, lease_s):  # cancelled, or the lease was lost: store nothing
-            result.stopped = "lease lost" if (ledger.job(job_id) or job).state == "running" else "cancelled"
-            return result
-        outcome = Outcome(version=version)
-        predictions = [{"task": int(task["id"]), "result": answer["result"], "score": answer.get("score"),
-                        "model_version": version} for i, (task, answer) in enumerate(zip(batch, answers))
-                       if i not in failed]
-        store(client, project, predictions, outcome)
-        refused = {tid: f"{kind}: {detail}" for tid, kind, detail in outcome.failed}
-        marks: dict[int, tuple[str, str | None]] = {}
-        for i, task in enumerate(batch):
-            tid = int(task["id"])
-            reason = failed.get(i) or refused.get(tid)
-            marks[tid] = ("failed", reason[:300]) if reason else ("stored", None)
-        ledger.mark(job_id, marks)
-        result.failed += sum(state == "failed" for state, _ in marks.values())
-        result.stored += sum(state == "stored" for state, _ in marks.values())
+            answers = _predict(engine, batch, job.project, job.label_config, failed) if batch else []
+        pending += [(task, answer, failed.get(i)) for i, (task, answer) in enumerate(zip(batch, answers))]
+        last = start + BATCH >= len(todo)
+        if pending and (last or len(pending) >= STORE_BATCH or time.monotonic() - last_store >= STORE_EVERY_S):
+            if not ledger.renew(job_id, chunk, owner, lease_s):  # cancelled, or the lease was lost: store nothing
+                result.stopped = "lease lost" if (ledger.job(job_id) or job).state == "running" else "cancelled"
+                return result
+            _store(ledger, client, job_id, project, version, pending, result)
+            pending, last_store = [], time.monotonic()
     ledger.finish_chunk(job_id, chunk, owner)
     log.info("bulk job %s chunk %d: %d stored, %d failed, %d skipped", job_id, chunk, result.stored, result.failed,
              result.skipped)
     return result
+
+
+def _store(ledger: Ledger, client: Any, job_id: str, project: int, version: str,
+           pending: list[tuple[dict[str, Any], dict[str, Any], str | None]], result: ChunkResult) -> None:
+    """Store the predicted ones in one request (``prelabel.store``), then record each task's outcome."""
+    outcome = Outcome(version=version)
+    store(client, project, [{"task": int(task["id"]), "result": answer["result"], "score": answer.get("score"),
+                             "model_version": version} for task, answer, why in pending if why is None], outcome)
+    refused = {tid: f"{kind}: {detail}" for tid, kind, detail in outcome.failed}
+    marks: dict[int, tuple[str, str | None]] = {}
+    for task, _, why in pending:
+        reason = why or refused.get(int(task["id"]))
+        marks[int(task["id"])] = ("failed", reason[:300]) if reason else ("stored", None)
+    ledger.mark(job_id, marks)
+    result.failed += sum(state == "failed" for state, _ in marks.values())
+    result.stored += sum(state == "stored" for state, _ in marks.values())
 
 
 @contextlib.contextmanager
