@@ -47,3 +47,19 @@ def test_a_long_batch_keeps_the_lease_so_no_second_attempt_starts(tmp_path: Path
     assert taken == [None], "the first attempt still held the chunk"
     assert (result.stored, result.failed, result.stopped) == (0, 2, "")
     assert ledger.progress(job.id)["state"] == "done"
+
+
+def test_a_background_process_that_fails_is_not_restarted_in_a_tight_loop(tmp_path: Path) -> None:
+    """No Label Studio to store into: the real ``bulk.worker`` process exits 1; the next start waits (2 s, 4 s...)."""
+    from yolo_backend.bulk.jobs import LocalChunks
+    from yolo_backend.config import Settings
+
+    settings = Settings.from_env({}, model_dir=str(tmp_path / "state"), label_studio_url="")
+    ledger = Ledger(settings.model_dir_path)
+    assert ledger.create("3", "v1", "<View/>", [{"id": 1, "data": {}}], chunk_size=4, origin="retrieve")
+    chunks = LocalChunks(settings)
+    chunks.sweep(ledger)
+    first = chunks._child
+    assert first is not None and first.wait(timeout=120) == 1
+    chunks.sweep(ledger)  # sees the failure: no new process now
+    assert chunks._child is None and chunks._not_before > time.monotonic() + 1

@@ -48,14 +48,30 @@ class LocalChunks:
         self.settings = settings
         self._child: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._failures = 0  # the background process's exits with an error in a row
+        self._not_before = 0.0
 
     def offer(self, ledger: Ledger, job: Job) -> None:
         self.sweep(ledger)
 
     def sweep(self, ledger: Ledger) -> None:
-        """Start the process when chunks wait and none runs (its file lock is free and our child has ended)."""
+        """Start the process when chunks wait and none runs (its file lock is free and our child has ended).
+
+        A process that exits with an error is started again after 2, 4, 8 ... s (at most BULK_LEASE_SECONDS),
+        never in a tight loop that loads the model again and again."""
         with self._lock:
-            if self._child is not None and self._child.poll() is None:
+            if self._child is not None:
+                code = self._child.poll()
+                if code is None:
+                    return
+                self._failures = self._failures + 1 if code else 0
+                if code:
+                    delay = min(2.0 ** self._failures, self.settings.bulk_lease_seconds)
+                    self._not_before = time.monotonic() + delay
+                    log.error("bulk worker (process %d) exited with %d; next start in %.0f s (see its log lines "
+                              "above)", self._child.pid, code, delay)
+                self._child = None
+            if time.monotonic() < self._not_before:
                 return
             if is_locked(lock_path(self.settings.model_dir_path)) or not ledger.open_chunks():
                 return

@@ -69,7 +69,13 @@ def drain(settings: Settings) -> list[ChunkResult]:
             return results
         engine, client = _engine(settings)
         for job_id, chunk in waiting:
-            results.append(run_chunk(ledger, job_id, chunk, engine, client, settings.bulk_lease_seconds, owner))
+            try:
+                results.append(run_chunk(ledger, job_id, chunk, engine, client, settings.bulk_lease_seconds, owner))
+            except Exception as exc:  # Label Studio away, a refused key: the chunk keeps its lease, is retried after it
+                log.error("bulk job %s chunk %d failed, retried after BULK_LEASE_SECONDS: %s", job_id, chunk, exc)
+                results.append(ChunkResult(stopped=f"error: {exc}"))
+        if results and all(r.stopped.startswith("error") for r in results[-len(waiting):]):
+            return results  # every chunk failed: stop here, the leases hold the retries off
 
 
 def main() -> int:
