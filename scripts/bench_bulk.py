@@ -162,7 +162,12 @@ def rq_throughput(ls: LabelStudioServer, model_root: Path, work: Path, count: in
     finally:
         for proc in procs:
             proc.terminate()
-            proc.wait(30)
+        for proc in procs:
+            try:
+                proc.wait(60)  # a warm shutdown finishes its chunk first
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
         server.stop()
         redis.terminate()
         redis.wait(10)
@@ -176,7 +181,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=160, help="image side in px")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bulk.json")
     args = parser.parse_args()
-    report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count()}
+    # a run of one part keeps the other part's figures from an earlier run
+    report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report.update(args={k: str(v) for k, v in vars(args).items()}, cpus=os.cpu_count())
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
         work = Path(tmp)
         model_root = work / "model-root"

@@ -71,7 +71,8 @@ class Settings:
     basic_auth_pass: Annotated[str, Env("", "Password for BASIC_AUTH_USER (compared in constant time).")]
     admin_open: Annotated[bool, Env(
         "false", "Without basic auth, the admin routes (/status, its plots, /training/status, /training/rollback, "
-        "/metrics) answer 401; true opens them to anyone who reaches the service. No effect when basic auth is set.")]
+        "/metrics, /bulk/*) answer 401; true opens them to anyone who reaches the service. No effect when basic auth "
+        "is set.")]
     model_root: Annotated[str, Env(
         "./models", "The only folder checkpoints are loaded from (MODEL_PATH, model_path=).")]
     model_path: Annotated[str, Env(
