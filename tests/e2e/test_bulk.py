@@ -98,7 +98,9 @@ def test_retrieve_beyond_the_budget_hands_the_rest_to_a_job_and_an_opened_task_i
 
         done = wait_for("the bulk job", lambda: [j for j in jobs(server, project) if j["state"] != "running"],
                         timeout=300)[0]
-        assert (done["state"], done["stored"], done["opened"], done["failed"]) == ("done", job["total"] - 1, 1, 0)
+        # opened while queued: predicted on open and skipped by the job (opened 1; tests/bulk/test_routes.py has it
+        # without a race); on a slow machine a chunk may hold it already: /predict then waits for its store
+        assert (done["state"], done["stored"] + done["opened"], done["failed"]) == ("done", job["total"], 0), done
         exactly_one_each(label_studio, server, project, version)
         # a second Retrieve finds every task predicted by this version: Label Studio sends nothing
         label_studio.client().actions.create(id="retrieve_tasks_predictions", project=project,
