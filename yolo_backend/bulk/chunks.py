@@ -14,8 +14,9 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from ..labelstudio import ls_client
 from ..labelstudio.prelabel import Outcome, store
@@ -67,7 +68,7 @@ def owner_id() -> str:
 
 
 def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: Any, lease_s: float,
-              owner: str | None = None) -> ChunkResult:
+              owner: str | None = None, storer: Storer | None = None) -> ChunkResult:
     """1. lease, 2. settle the dead attempt's tasks, 3. per batch: claim, predict; every STORE_BATCH predictions
     (or STORE_EVERY_S): renew, store, record."""
     owner = owner or owner_id()
@@ -105,12 +106,48 @@ def run_chunk(ledger: Ledger, job_id: str, chunk: int, engine: Engine, client: A
             if not ledger.renew(job_id, chunk, owner, lease_s):  # cancelled, or the lease was lost: store nothing
                 result.stopped = "lease lost" if (ledger.job(job_id) or job).state == "running" else "cancelled"
                 return result
+            if last and storer is not None:  # stored while the next chunk is predicted; the lease covers it
+                storer.submit(lambda rows=pending: _finish(ledger, client, job_id, chunk, owner, project, version,
+                                                           rows, result))
+                return result
             _store(ledger, client, job_id, project, version, pending, result)
             pending, last_store = [], time.monotonic()
+    _finish(ledger, client, job_id, chunk, owner, project, version, pending, result)
+    return result
+
+
+class Storer:
+    """One store in flight beside the predicting (``drain``): Label Studio's import and the model overlap."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-store")
+        self._last: Future | None = None
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self.wait()  # at most one waiting: memory stays one chunk's predictions
+        self._last = self._pool.submit(work)
+
+    def wait(self) -> None:
+        """The store in flight, finished; its error logged (its chunk's lease runs out and it is retried)."""
+        if self._last is not None:
+            try:
+                self._last.result()
+            except Exception as exc:
+                log.error("bulk: storing a chunk failed, retried after BULK_LEASE_SECONDS: %s", exc)
+            self._last = None
+
+    def close(self) -> None:
+        self.wait()
+        self._pool.shutdown()
+
+
+def _finish(ledger: Ledger, client: Any, job_id: str, chunk: int, owner: str, project: int, version: str,
+            pending: list[tuple[dict[str, Any], dict[str, Any], str | None]], result: ChunkResult) -> None:
+    if pending:
+        _store(ledger, client, job_id, project, version, pending, result)
     ledger.finish_chunk(job_id, chunk, owner)
     log.info("bulk job %s chunk %d: %d stored, %d failed, %d skipped", job_id, chunk, result.stored, result.failed,
              result.skipped)
-    return result
 
 
 def _store(ledger: Ledger, client: Any, job_id: str, project: int, version: str,

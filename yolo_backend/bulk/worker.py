@@ -23,7 +23,7 @@ from ..labelstudio import ls_client
 from ..logs import configure
 from ..serving.backend import YOLOBackend
 from ..serving.model_store import ModelStore
-from .chunks import ChunkResult, InProcessEngine, owner_id, run_chunk
+from .chunks import ChunkResult, InProcessEngine, Storer, owner_id, run_chunk
 from .ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,25 @@ def rq_chunk(job_id: str, chunk: int) -> dict[str, Any]:
 def drain(settings: Settings) -> list[ChunkResult]:
     """Run every chunk no live attempt holds, oldest job first, until none is left; this process's results."""
     ledger = Ledger(settings.model_dir_path)
-    owner, results = owner_id(), []
-    while True:
-        waiting = ledger.open_chunks()
-        if not waiting:
-            return results
-        engine, client = _engine(settings)
-        for job_id, chunk in waiting:
-            try:
-                results.append(run_chunk(ledger, job_id, chunk, engine, client, settings.bulk_lease_seconds, owner))
-            except Exception as exc:  # Label Studio away, a refused key: the chunk keeps its lease, is retried after it
-                log.error("bulk job %s chunk %d failed, retried after BULK_LEASE_SECONDS: %s", job_id, chunk, exc)
-                results.append(ChunkResult(stopped=f"error: {exc}"))
-        if results and all(r.stopped.startswith("error") for r in results[-len(waiting):]):
-            return results  # every chunk failed: stop here, the leases hold the retries off
+    owner, results, storer = owner_id(), [], Storer()
+    try:
+        while True:
+            storer.wait()  # the last chunk stored before looking for more: it is not "open" any longer
+            waiting = ledger.open_chunks()
+            if not waiting:
+                return results
+            engine, client = _engine(settings)
+            for job_id, chunk in waiting:
+                try:
+                    results.append(run_chunk(ledger, job_id, chunk, engine, client, settings.bulk_lease_seconds,
+                                             owner, storer))
+                except Exception as exc:  # Label Studio away, a refused key: the chunk keeps its lease, retried later
+                    log.error("bulk job %s chunk %d failed, retried after BULK_LEASE_SECONDS: %s", job_id, chunk, exc)
+                    results.append(ChunkResult(stopped=f"error: {exc}"))
+            if results and all(r.stopped.startswith("error") for r in results[-len(waiting):]):
+                return results  # every chunk failed: stop here, the leases hold the retries off
+    finally:
+        storer.close()
 
 
 def main() -> int:
