@@ -77,3 +77,32 @@ def test_status_and_cancel(app) -> None:
     unknown = client.post("/bulk/cancel", json={"job": "nope"})
     assert unknown.status_code == 400 and "no bulk job nope" in unknown.get_json()["message"]
     assert client.get("/bulk/status").status_code == 400
+
+
+def test_a_job_whose_chunks_cannot_be_queued_yet_still_answers_label_studio(tmp_path: Path) -> None:
+    """Redis away: /predict answers what it predicted and [] for the rest; the job waits for the watcher to offer."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    Image.new("RGB", (64, 64), "white").save(docs / "a.png")
+    settings = Settings.from_env({}, model_root=str(tmp_path / "models"), model_dir=str(tmp_path / "state"),
+                                 local_files_document_root=str(docs), label_studio_url="http://127.0.0.1:9",
+                                 label_studio_api_key="k" * 40, redis_url=f"redis://127.0.0.1:{port}/0",
+                                 predict_budget_seconds=0.001)
+    store, _ = standin_store(settings)
+    backend = YOLOBackend(settings, store=store)
+    store.start(background=False)
+    bulk = BulkJobs(settings)
+    try:
+        results = predict(create_app(backend, bulk).test_client(), [task(i) for i in range(1, 13)])
+        assert [r == [] for r in results] == [False] * 8 + [True] * 4  # the first slice, then the budget was spent
+        [job] = bulk.ledger.jobs("5")
+        assert job.total == 4 and bulk.ledger.open_chunks(job.id)
+    finally:
+        for job in bulk.ledger.jobs("5"):
+            bulk.ledger.cancel(job.id)  # the watcher ends with the job
+        backend.close()

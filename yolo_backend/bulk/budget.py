@@ -54,7 +54,12 @@ def predict(backend: Any, jobs: BulkJobs | None, tasks: list[dict[str, Any]], pr
     rest = [tasks[i] for i in todo[done:]]
     if rest:
         version = backend.current_version(pid) or "unknown"
-        job = jobs.start(pid, version, label_config, rest, origin="retrieve")
+        try:
+            job = jobs.start(pid, version, label_config, rest, origin="retrieve")
+        except Exception:  # MODEL_DIR unwritable...: these tasks stay unpredicted, so opening them predicts them
+            log.exception("project %s: could not start a bulk job for %d tasks; they are predicted when opened",
+                          pid, len(rest))
+            job = None
         log.info("project %s: /predict answered %d of %d tasks in %.1f s; %d to bulk job %s (%d held by running "
                  "jobs)", pid, done, len(todo), time.monotonic() - started, len(rest), job and job.id, len(held))
         for i in todo[done:]:
@@ -66,6 +71,8 @@ def _opened(backend: Any, jobs: BulkJobs, task: dict[str, Any], pid: str, projec
             label_config: str) -> list[Any]:
     """A task opened in Label Studio: ours to answer unless a chunk is storing it right now."""
     task_id = int(task["id"])
+    if not jobs.ledger.held(pid, [task_id]):  # the usual case: a read, no write on every open
+        return backend.predict([task], project=project, label_config_xml=label_config)
     if jobs.ledger.take_over(pid, task_id) == "claimed":
         until = time.monotonic() + STORED_WAIT_S
         while time.monotonic() < until and jobs.ledger.held(pid, [task_id]):

@@ -137,7 +137,11 @@ class BulkJobs:
         if job is not None:
             log.info("project %s: bulk job %s for %d tasks (%s), chunks of %d, %s", project, job.id, job.total,
                      origin, self.settings.bulk_chunk, self.chunks.name)
-            self.chunks.offer(self.ledger, job)
+            try:
+                self.chunks.offer(self.ledger, job)
+            except Exception as exc:  # Redis away, no process slot: the watcher offers the chunks again
+                log.warning("project %s: bulk job %s: chunks not offered yet (%s); retrying every %.0f s", project,
+                            job.id, exc, WATCH_S)
             self._watch()
         return job
 
