@@ -22,7 +22,7 @@ from yolo_backend.errors import LabelConfigError
 from yolo_backend.formats import convert, label_config
 from yolo_backend.formats.controls import ControlSpec
 from yolo_backend.formats.convert import Detection, Target
-from yolo_backend.formats.yolo_folder import displayed_size
+from yolo_backend.formats.yolo_folder import displayed_size, write_data_yaml
 from yolo_backend.kinds import boxes, keypoints
 
 ORIENTATIONS = (1, 3, 6, 8)
@@ -402,10 +402,8 @@ def pose_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Po
     for sample in samples:
         rows = [pose_row(s, sample.width, sample.height) for s in sample.squares]
         (folder / "labels" / "train" / f"{sample.path.stem}.txt").write_text("\n".join(rows) + "\n")
-    (folder / "data.yaml").write_text(yaml.safe_dump({"path": str(folder), "train": "images/train",
-                                                      "val": "images/train", "kpt_shape": [4, 3],
-                                                      "flip_idx": FLIP_IDX, "names": {0: "square"},
-                                                      "kpt_names": {0: list(KEYPOINTS)}}))
+    write_data_yaml(folder, ["square"], splits=("train",),
+                    fields={"kpt_shape": [4, 3], "flip_idx": FLIP_IDX, "kpt_names": {0: list(KEYPOINTS)}})
     return folder, samples
 
 

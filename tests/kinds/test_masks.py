@@ -19,6 +19,7 @@ from yolo_backend.cli import main
 from yolo_backend.config import Settings
 from yolo_backend.formats import convert
 from yolo_backend.formats.convert import Detection
+from yolo_backend.formats.yolo_folder import write_data_yaml
 from yolo_backend.kinds import masks
 
 SIZE = (160, 128)
@@ -169,16 +170,13 @@ def test_the_registry_routes_brushlabels_to_masks() -> None:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ShapeSample]]:
     """A segment dataset, one image per EXIF orientation, wider than tall (6 and 8 swap the stored sides)."""
-    import yaml
-
     root = tmp_path_factory.mktemp("seg-ds")
     samples = [write(root / "images" / "train", seed, orientation) for seed, orientation in enumerate(ORIENTATIONS)]
     (root / "labels" / "train").mkdir(parents=True)
     for sample in samples:
         rows = [segment_row(cls, points, sample.width, sample.height) for cls, points in sample.objects]
         (root / "labels" / "train" / f"{sample.path.stem}.txt").write_text("\n".join(rows) + "\n")
-    (root / "data.yaml").write_text(yaml.safe_dump({"path": str(root), "train": "images/train",
-                                                    "val": "images/train", "names": dict(enumerate(NAMES))}))
+    write_data_yaml(root, NAMES, splits=("train",))
     return root, samples
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.support.rotated_shapes import RotatedSample, obb_row, write
 from yolo_backend.cli import main
+from yolo_backend.formats.yolo_folder import write_data_yaml
 from yolo_backend.kinds import oriented_boxes
 
 ORIENTATIONS = (1, 3, 6, 8)
@@ -27,8 +27,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Rotated
     for sample in samples:
         rows = [obb_row(cls, box, sample.width, sample.height) for cls, box in sample.objects]
         (root / "labels" / "train" / f"{sample.path.stem}.txt").write_text("\n".join(rows) + "\n")
-    (root / "data.yaml").write_text(yaml.safe_dump({"path": str(root), "train": "images/train",
-                                                    "val": "images/train", "names": dict(enumerate(NAMES))}))
+    write_data_yaml(root, NAMES, splits=("train",))
     return root, samples
 
 
