@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -159,10 +158,9 @@ class BulkJobs:
 
     def _watch(self) -> None:
         with self._watch_lock:
-            if self._watcher is not None and self._watcher.is_alive() and self._watcher.name.endswith(
-                    str(os.getpid())):
+            if self._watcher is not None and self._watcher.is_alive():  # not alive in a forked child
                 return
-            self._watcher = threading.Thread(target=self._loop, daemon=True, name=f"bulk-watch-{os.getpid()}")
+            self._watcher = threading.Thread(target=self._loop, daemon=True, name="bulk-watch")
             self._watcher.start()
 
     def _loop(self) -> None:
@@ -182,6 +180,7 @@ class BulkJobs:
 def start_for_project(jobs: BulkJobs, backend: Any, project: str) -> dict[str, Any]:
     """``yolo-ls prelabel --backend``: a job for every task of the project lacking the current version."""
     from ..labelstudio import ls_client
+    from ..labelstudio.prelabel import unpredicted
 
     if not jobs.can_store:
         raise ValueError("this service has no LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY: it cannot store predictions")
@@ -192,9 +191,7 @@ def start_for_project(jobs: BulkJobs, backend: Any, project: str) -> dict[str, A
         raise LabelStudioUnavailable(f"project {project}: Label Studio answered {ls_client.error_text(exc)}") from exc
     backend.store.wait(jobs.settings.load_wait_seconds)
     version = str(backend.setup(project, config)["model_version"])
-    tasks = list(ls_client.iter_tasks(client, int(project)))
-    have = ls_client.predicted_task_ids(client, int(project), version)
-    todo = [{"id": t["id"], "data": t["data"]} for t in tasks if t["id"] not in have]
+    todo, total = unpredicted(client, int(project), version)
     job = jobs.start(project, version, config, todo, origin="prelabel") if todo else None
-    return {"model_version": version, "tasks": len(tasks), "already_predicted": len(have & {t["id"] for t in tasks}),
+    return {"model_version": version, "tasks": total, "already_predicted": total - len(todo),
             "held_by_running_jobs": len(todo) - (job.total if job else 0), "job": job.id if job else None}

@@ -210,20 +210,16 @@ class Ledger:
         return held
 
     # -- what a chunk attempt does ----------------------------------------------------------------
-    def open_chunks(self, job_id: str | None = None) -> list[tuple[str, int]]:
-        """(job, chunk) pairs of running jobs not done and not leased now: what a worker may pick up."""
-        with self._read() as db:
-            rows = db.execute("SELECT c.job, c.chunk FROM chunks c JOIN jobs j ON j.id = c.job WHERE j.state = "
-                              "'running' AND c.state != 'done' AND c.lease < ?" + (" AND c.job = ?" if job_id else "")
-                              + " ORDER BY j.created, c.chunk", (time.time(), *([job_id] if job_id else [])))
-            return [(job, chunk) for job, chunk in rows.fetchall()]
-
     def stalled_chunks(self) -> list[tuple[str, int, int]]:
         """(job, chunk, attempts so far) of running jobs, not done and not leased now: to offer again."""
         with self._read() as db:
             return [(job, chunk, attempts) for job, chunk, attempts in db.execute(
                 "SELECT c.job, c.chunk, c.attempts FROM chunks c JOIN jobs j ON j.id = c.job WHERE j.state = "
                 "'running' AND c.state != 'done' AND c.lease < ? ORDER BY j.created, c.chunk", (time.time(),))]
+
+    def open_chunks(self, job_id: str | None = None) -> list[tuple[str, int]]:
+        """(job, chunk) pairs of running jobs not done and not leased now: what a worker may pick up."""
+        return [(job, chunk) for job, chunk, _ in self.stalled_chunks() if job_id in (None, job)]
 
     def claim_chunk(self, job_id: str, chunk: int, owner: str, lease_s: float) -> Claimed | None:
         """Take the chunk's lease unless another attempt holds it or it is done; its tasks left to do."""

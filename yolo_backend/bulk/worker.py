@@ -89,8 +89,7 @@ def main() -> int:
     configure(settings.log_level)
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
-    lock_path = settings.model_dir_path / PROCESS_LOCK
-    with open(lock_path, "a") as handle:
+    with open(lock_path(settings.model_dir_path), "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -136,11 +136,8 @@ def prelabel(client: Any, project: int, predictor: Predictor, chunk_size: int = 
     """1. learn the version, 2. list tasks, 3. skip predicted ones, 4. predict + store chunk by chunk."""
     outcome = outcome if outcome is not None else Outcome()
     outcome.version = model_version or predictor.version()
-    tasks = list(ls_client.iter_tasks(client, project))
-    have = ls_client.predicted_task_ids(client, project, outcome.version)
-    todo = [task for task in tasks if task["id"] not in have]
-    outcome.total, outcome.skipped = len(tasks), len(tasks) - len(todo)
-    log.info("%d tasks, %d already predicted by %s, %d to do", len(tasks), outcome.skipped, outcome.version, len(todo))
+    todo, outcome.total = unpredicted(client, project, outcome.version)
+    outcome.skipped = outcome.total - len(todo)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="prelabel") as pool, \
             bar(None, "predict", "task", total=len(todo), show=progress) as progress_bar:
         for start in range(0, len(todo), chunk_size):
@@ -149,6 +146,16 @@ def prelabel(client: Any, project: int, predictor: Predictor, chunk_size: int = 
             store(client, project, [p for p in predictions if p is not None], outcome)
             progress_bar.update(len(chunk))
     return outcome
+
+
+def unpredicted(client: Any, project: int, version: str) -> tuple[list[dict[str, Any]], int]:
+    """The project's tasks (``{"id", "data"}``) lacking a prediction of ``version``, and how many tasks it has:
+    the resume point of ``prelabel`` here and of a bulk job started by ``yolo-ls prelabel --backend``."""
+    tasks = list(ls_client.iter_tasks(client, project))
+    have = ls_client.predicted_task_ids(client, project, version)
+    todo = [task for task in tasks if task["id"] not in have]
+    log.info("%d tasks, %d already predicted by %s, %d to do", len(tasks), len(tasks) - len(todo), version, len(todo))
+    return todo, len(tasks)
 
 
 def _predict(predictor: Predictor, task: dict[str, Any], outcome: Outcome) -> dict[str, Any] | None:
