@@ -15,24 +15,25 @@ Points = Sequence[tuple[float, float]]
 RASTER = 256  # polygons are compared on a grid this many cells across their joint bounds
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (n, 4) with every box in ``b`` (m, 4), corners x1 y1 x2 y2."""
+def _intersections(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection areas of every box in ``a`` (n, 4) with every box in ``b`` (m, 4), and each side's areas."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    return (np.clip(rb - lt, 0, None).prod(axis=2), (a[:, 2:] - a[:, :2]).prod(axis=1),
+            (b[:, 2:] - b[:, :2]).prod(axis=1))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (n, 4) with every box in ``b`` (m, 4), corners x1 y1 x2 y2."""
+    inter, area_a, area_b = _intersections(a, b)
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 def box_ios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over the smaller box, every box of ``a`` (n, 4) with every box of ``b`` (m, 4): 1 when one
     lies inside the other, as the piece of an object a tile edge cut lies inside the whole (``serving.tiles``)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    smaller = np.minimum((a[:, 2:] - a[:, :2]).prod(axis=1)[:, None], (b[:, 2:] - b[:, :2]).prod(axis=1)[None, :])
-    return inter / np.maximum(smaller, 1e-12)
+    inter, area_a, area_b = _intersections(a, b)
+    return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-12)
 
 
 def paired_box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -57,12 +57,15 @@ def detect(detector: Any, images: Sequence[np.ndarray], size: int, conf: float, 
     """Per image: the whole-image detections plus those of its tiles, merged; images within one tile as usual."""
     if size <= 0 or getattr(detector, "task", "detect") == "classify":
         return detector.detect(images, conf=conf, bulk=bulk)
-    out = []
-    for image in images:
-        height, width = image.shape[:2]
-        if max(width, height) <= size:
-            out.append(detector.detect([image], conf=conf)[0])
+    small = [i for i, image in enumerate(images) if max(image.shape[:2]) <= size]
+    out: list[list[Detection]] = [[] for _ in images]
+    for i, found in zip(small, detector.detect([images[i] for i in small], conf=conf, bulk=bulk) if small else []):
+        out[i] = found  # within one tile: one call for all of them, as without tiles
+    within = set(small)
+    for i, image in enumerate(images):
+        if i in within:
             continue
+        height, width = image.shape[:2]
         boxes = windows(width, height, size)
         found = detector.detect([image] + [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes], conf=conf,
                                 bulk=True)  # many crops: the engine's bulk lanes take them side by side
@@ -71,7 +74,7 @@ def detect(detector: Any, images: Sequence[np.ndarray], size: int, conf: float, 
             for d in detections:
                 d = shift(d, x0, y0)
                 (cut if _at_inner_edge(d.box, (x0, y0, x1, y1), width, height) else moved).append(d)
-        out.append(merge(moved, cut))
+        out[i] = merge(moved, cut)
     return out
 
 
