@@ -21,6 +21,7 @@ LAYERS = (
     ("media",),
     ("formats", "kinds", "video"),  # one step: kinds and video build on formats; its config, import, export on them
     ("serving",),
+    ("assist",),  # smart clicks and boxes: serving's models and media, answered through web's /predict
     ("bulk",),  # tasks beyond one /predict's budget: serving's model, stored through labelstudio
     ("web",),
     ("training",),

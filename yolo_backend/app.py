@@ -9,6 +9,7 @@ import logging
 
 from flask import Flask
 
+from .assist import Assistant
 from .bulk import BulkJobs
 from .config import Settings
 from .logs import configure
@@ -40,7 +41,10 @@ def build_app(settings: Settings) -> Flask:
             "WEBHOOK_SECRET is set without BASIC_AUTH_USER/BASIC_AUTH_PASS: annotation events carrying the "
             "X-Webhook-Secret header still count, but Label Studio's Start training button will be refused (401); "
             "set basic auth on the backend and in Label Studio's model connection to keep the button")
-    return create_app(build_backend(settings), BulkJobs(settings))
+    backend = build_backend(settings)
+    assistant = Assistant(backend)
+    assistant.start()  # ASSIST_MODEL, when set: fetched and loaded in the background
+    return create_app(backend, BulkJobs(settings), assistant)
 
 
 def in_process_backend(url: str, api_key: str, model_root: str | None, model_path: str | None) -> YOLOBackend:

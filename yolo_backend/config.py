@@ -123,6 +123,13 @@ class Settings:
     tile: Annotated[int, Env(
         "0", "Tile side in px: images larger than it are also predicted in overlapping tiles at the model's scale and "
         "the boxes merged, for small objects in large images (per control: model_tile); 0 = off.")]
+    assist_model: Annotated[str, Env(
+        "", "Segment-anything checkpoint under MODEL_ROOT answering smart clicks and boxes (mobile_sam.pt, sam2_t.pt, "
+        "...; fetched like MODEL_PATH with ASSIST_SHA256); empty = the served YOLO checkpoint answers them.")]
+    assist_sha256: Annotated[str, Env("", "sha256 a fetched ASSIST_MODEL must have (none is pinned for SAM files).")]
+    assist_score_threshold: Annotated[float, Env(
+        "0.1", "Lowest score of a YOLO detection a smart click or box may pick (lower than pre-labels: the annotator "
+        "pointed at the object).")]
     fetch_workers: Annotated[int, Env("8", "Images of one /predict downloaded or decoded concurrently.")]
     http_timeout: Annotated[float, Env("15", "Seconds before an image download or Label Studio call gives up.")]
     media_allowed_hosts: Annotated[str, Env(
@@ -246,6 +253,10 @@ class Settings:
             raise ValueError(f"RUNTIME={self.runtime!r}: use auto, torch, onnx or openvino")
         if not 0.0 <= self.int8_max_drop <= 1.0:
             raise ValueError("INT8_MAX_DROP must be between 0 and 1 (0.01 is one point of mAP50-95 and of F1)")
+        if not 0.0 <= self.assist_score_threshold <= 1.0:
+            raise ValueError("ASSIST_SCORE_THRESHOLD must be between 0 and 1")
+        if self.assist_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.assist_sha256):
+            raise ValueError(f"ASSIST_SHA256={self.assist_sha256!r}: use the 64 hex digits `sha256sum FILE` prints")
         if self.tile and self.tile < 32:
             raise ValueError("TILE must be 0 (off) or a tile side of at least 32 px, e.g. 640")
         if self.predict_budget_seconds < 0 or self.bulk_chunk < 1 or self.bulk_lease_seconds <= 0:

@@ -28,6 +28,12 @@ class ControlSpec:
     label_options: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # label -> its model_* attributes
     box_control: str | None = None  # a <RectangleLabels> on the same image and checkpoint (keypoints' instances)
     media: str = "image"  # the object tag's kind: "image", or "video" (<VideoRectangle> on a <Video>)
+    smart: bool = False  # smart="true": the annotator's smart tool (its point or box asks the backend for an object)
+
+    @property
+    def click_tool(self) -> bool:
+        """A smart keypoint control: its points are clicks asking for an object, not objects to pre-label or train."""
+        return self.smart and self.kind == "keypointlabels"
 
     def option(self, name: str, default: str | None = None) -> str | None:
         return dict(self.options).get(name, default)

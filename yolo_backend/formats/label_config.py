@@ -114,6 +114,7 @@ def parse(config_xml: str) -> tuple[ControlSpec, ...]:
                     options=_options(control),
                     label_options=tuple(pair for tag in labels for pair in _label_options(tag)),
                     media=media,
+                    smart=_attr(control, "smart") in TRUE,
                 )
             )
     specs = [_with_box_control(spec, specs) for spec in specs]

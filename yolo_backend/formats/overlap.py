@@ -36,6 +36,13 @@ def box_ios(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-12)
 
 
+def box_inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Of every box of ``b`` (m, 4), the part inside each box of ``a`` (n, 4): what of a detection a drawn box holds
+    (``assist.choose``)."""
+    inter, _, area_b = _intersections(a, b)
+    return inter / np.maximum(area_b[None, :], 1e-12)
+
+
 def paired_box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of ``a[i]`` with ``b[i]`` for each row of two (n, 4) arrays: n values, not box_iou's n x n."""
     lt, rb = np.maximum(a[:, :2], b[:, :2]), np.minimum(a[:, 2:], b[:, 2:])

@@ -142,7 +142,7 @@ class YOLOBackend:
         for spec in specs:
             plan = self.store.plan(pid, spec.from_name, spec.model_path)
             detector = self.store.loaded(plan.path)
-            if detector is None:
+            if detector is None or spec.click_tool:
                 continue
             kind = kinds.for_result(spec.kind, _serving_task(spec, getattr(detector, "task", "detect")))
             key = (pid, spec, plan.version)
@@ -263,7 +263,7 @@ class YOLOBackend:
         Thresholds: the control's ``model_score_threshold``; else the served version's own
         per-class thresholds (CLASS_THRESHOLDS); else MODEL_SCORE_THRESHOLD.
         """
-        if served.detector is None:
+        if served.detector is None or spec.click_tool:  # a smart click tool is answered by assist, never pre-labelled
             return None
         task = _serving_task(spec, getattr(served.detector, "task", "detect"))
         labels = kinds.for_result(spec.kind, task).class_labels(spec, served.detector.names)

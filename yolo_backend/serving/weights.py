@@ -64,20 +64,25 @@ def can_fetch(settings: Settings, path: Path) -> bool:
     return settings.weights_download and published(path.name)
 
 
-def expected_sha256(settings: Settings, name: str) -> str | None:
-    """The digest the fetched file must have: WEIGHTS_SHA256 (a site's own mirror), else the pinned one."""
-    return settings.weights_sha256.lower() or PUBLISHED_SHA256.get(name)
+def expected_sha256(settings: Settings, name: str, sha256: str | None = None) -> str | None:
+    """The digest the fetched file must have: ``sha256`` (ASSIST_SHA256 for the assist model), else WEIGHTS_SHA256
+    (a site's own mirror of MODEL_PATH), else the pinned one."""
+    chosen = settings.weights_sha256 if sha256 is None else sha256
+    return chosen.lower() or PUBLISHED_SHA256.get(name)
 
 
-def fetch(settings: Settings, path: Path) -> Path:
-    """Download ``path.name`` from WEIGHTS_URL to ``path``; DownloadFailed with the way out otherwise."""
+def fetch(settings: Settings, path: Path, sha256: str | None = None) -> Path:
+    """Download ``path.name`` from WEIGHTS_URL to ``path``; DownloadFailed with the way out otherwise.
+
+    ``sha256``: the digest setting of this file when it is not MODEL_PATH (ASSIST_SHA256).
+    """
     from ultralytics.utils.downloads import safe_download
 
     url = f"{settings.weights_url.rstrip('/')}/{path.name}"
     host = urlsplit(url).netloc or url
     part = path.with_name(f".{path.name}.part")
     manual = f"put {path.name} at {path} yourself (from {url}), or set MODEL_PATH to a checkpoint under MODEL_ROOT"
-    digest = _refuse_before_download(settings, url, path, manual)
+    digest = _refuse_before_download(settings, url, path, manual, sha256)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         safe_download(url=url, file=part, unzip=False, retry=1, min_bytes=MIN_BYTES, progress=False)
@@ -99,14 +104,15 @@ def fetch(settings: Settings, path: Path) -> Path:
     return path
 
 
-def _refuse_before_download(settings: Settings, url: str, path: Path, manual: str) -> str:
+def _refuse_before_download(settings: Settings, url: str, path: Path, manual: str, sha256: str | None) -> str:
     """The expected digest; DownloadFailed when the URL is plain http or no digest is known."""
     if urlsplit(url).scheme != "https" and not settings.weights_url_insecure:
         raise DownloadFailed(f"WEIGHTS_URL {settings.weights_url} is not https, so {path.name} was not fetched "
                              f"(set WEIGHTS_URL_INSECURE=true for a mirror on a trusted network): {manual}")
-    digest = expected_sha256(settings, path.name)
+    digest = expected_sha256(settings, path.name, sha256)
     if digest is None:
-        raise DownloadFailed(f"{path.name} has no known sha256, so it was not fetched: set WEIGHTS_SHA256 to the "
+        setting = "WEIGHTS_SHA256" if sha256 is None else "ASSIST_SHA256"
+        raise DownloadFailed(f"{path.name} has no known sha256, so it was not fetched: set {setting} to the "
                              f"sha256 of the file you trust, or put {path.name} in MODEL_ROOT ({path}) yourself")
     return digest
 

@@ -58,15 +58,23 @@ def training_control(config_xml: str) -> ControlSpec:
     would sit in two class folders at once) is passed over; LabelConfigError with the reason when none is left.
     """
     specs = label_config.parse(config_xml)
-    usable = [spec for spec in specs if kinds.refusal(spec) is None]
+    usable = [spec for spec in specs if _not_trained(spec) is None]
     if not usable:
-        raise LabelConfigError("; ".join(str(kinds.refusal(spec)) for spec in specs))
+        raise LabelConfigError("; ".join(str(_not_trained(spec)) for spec in specs))
     return usable[0]
+
+
+def _not_trained(spec: ControlSpec) -> str | None:
+    """Why a control is never the one trained: its kind refuses it, or it is a smart click tool (clicks, no objects)."""
+    if spec.click_tool:
+        return (f"control {spec.from_name!r} is a smart keypoint tool: its points are clicks asking for an object, "
+                "not objects to learn")
+    return kinds.refusal(spec)
 
 
 def passed_over(config_xml: str) -> dict[str, str]:
     """Controls ``training_control`` passes over, each with the reason (recorded in a run's metrics)."""
-    return {spec.from_name: reason for spec in label_config.parse(config_xml) if (reason := kinds.refusal(spec))}
+    return {spec.from_name: reason for spec in label_config.parse(config_xml) if (reason := _not_trained(spec))}
 
 
 def build_dataset(root: Path, tasks: list[dict[str, Any]], config_xml: str, settings: Settings,

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from ..assist import Assistant
 from ..bulk import BulkJobs, budget
 from ..bulk.jobs import start_for_project
 from ..errors import BackendError, BadRequest
@@ -39,12 +40,15 @@ ADMIN_CLOSED = ("this route is for admins and no basic auth is set: set BASIC_AU
 WEBHOOK_SECRET_HEADER = "X-Webhook-Secret"  # with WEBHOOK_SECRET set, /webhook needs it (or basic auth)
 
 
-def create_app(backend: Any, bulk: BulkJobs | None = None) -> Flask:
+def create_app(backend: Any, bulk: BulkJobs | None = None, assistant: Assistant | None = None) -> Flask:
     """The WSGI app around one ``YOLOBackend``; ``backend.settings`` configures it.
 
     ``bulk``: where a many-task /predict hands the tasks its PREDICT_BUDGET_SECONDS cannot finish;
-    without it every task is predicted inside the request.
+    without it every task is predicted inside the request. ``assistant``: what answers a /predict
+    carrying a smart tool's point or box (default: one around ``backend``, its assist model not
+    loaded until the first such request).
     """
+    assistant = assistant or Assistant(backend)
     app = Flask("yolo_backend")
     settings = backend.settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_mb * 2**20
@@ -104,7 +108,7 @@ def create_app(backend: Any, bulk: BulkJobs | None = None) -> Flask:
         problems = store.problems  # e.g. a promoted version that failed to load, and what serves instead
         answer = jsonify(status="UP", model_class=type(backend).__name__, model_state=store.state.value,
                          model_version=store.base_version, message="; ".join(problems) or store.message,
-                         problems=problems)
+                         problems=problems, assist=assistant.status())
         if request.path == "/":
             answer.headers["Vary"] = "Accept"
         return answer
@@ -145,7 +149,10 @@ def create_app(backend: Any, bulk: BulkJobs | None = None) -> Flask:
         params = {} if params is None else params
         if not isinstance(params, dict):
             raise BadRequest("'params' must be an object")
-        results = budget.predict(backend, bulk, tasks, body.get("project"), config, context=params.get("context"))
+        # a smart tool's point or box: the object it points at; else pre-labels, within the request's budget
+        results = assistant.answer(tasks, params.get("context"), body.get("project"), config)
+        if results is None:
+            results = budget.predict(backend, bulk, tasks, body.get("project"), config, context=params.get("context"))
         return jsonify(results=results)
 
     def _bulk() -> BulkJobs:
