@@ -127,6 +127,10 @@ class Settings:
         "", "Segment-anything checkpoint under MODEL_ROOT answering smart clicks and boxes (mobile_sam.pt, sam2_t.pt, "
         "...; fetched like MODEL_PATH with ASSIST_SHA256); empty = the served YOLO checkpoint answers them.")]
     assist_sha256: Annotated[str, Env("", "sha256 a fetched ASSIST_MODEL must have (none is pinned for SAM files).")]
+    prompt_model: Annotated[str, Env(
+        "", "Open-vocabulary checkpoint under MODEL_ROOT (YOLOE: yoloe-11s-seg.pt) serving controls with a label no "
+        "class of MODEL_PATH knows (or a model_prompt), prompted with the labels, until a trained version beats it; "
+        "empty = off.")]
     assist_score_threshold: Annotated[float, Env(
         "0.1", "Lowest score of a YOLO detection a smart click or box may pick (lower than pre-labels: the annotator "
         "pointed at the object).")]

@@ -132,7 +132,7 @@ class Assistant:
         segmenter = self._load()
         if segmenter is not None:
             return segmenter.segment(key, pixels, points, box), self.version
-        served = self.backend.store.serve(project_id(project), spec.from_name, spec.model_path)
+        served = self.backend.serve_control(project_id(project), spec)  # trained, prompted or base, as /predict
         detector = served.detector
         if detector is None or detector.task == "classify":
             return None, served.version

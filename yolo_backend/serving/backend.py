@@ -8,6 +8,7 @@ Which controls to fill and how classes map to labels comes from ``label_config``
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -22,9 +23,10 @@ from ..formats import convert, label_config, media_axis
 from ..media.fetcher import LoadedImage, MediaFetcher, url_host
 from ..video import frames as video_frames
 from ..video import predict as video_predict
-from . import tiles, uncertainty
+from . import prompts, tiles, uncertainty
 from .metrics import Metrics
 from .model_store import ModelStore, ServedModel
+from .prompts import PromptModels, PromptUnavailable
 
 log = logging.getLogger("yolo_backend.model")
 
@@ -76,11 +78,6 @@ def project_id(project: Any) -> str | None:
     return str(project).split(".")[0]
 
 
-def _controls(specs: tuple[label_config.ControlSpec, ...]) -> list[tuple[str, str | None]]:
-    """(from_name, model_path) of each control: what decides which checkpoint serves it."""
-    return [(spec.from_name, spec.model_path) for spec in specs]
-
-
 @dataclass
 class _Job:
     """One (task, control) pair awaiting detections."""
@@ -94,14 +91,16 @@ class YOLOBackend:
     """Ties label config, media, models and conversion together; one per process."""
 
     def __init__(self, settings: Settings, store: ModelStore | None = None, metrics: Metrics | None = None,
-                 trainer: Trainer | None = None, media: MediaFetcher | None = None) -> None:
+                 trainer: Trainer | None = None, media: MediaFetcher | None = None,
+                 prompt_models: PromptModels | None = None) -> None:
         self.settings = settings
         self.store = store or ModelStore(settings)
+        self.prompts = prompt_models or PromptModels(settings)
         self.metrics = metrics or Metrics()
         self.trainer: Trainer = trainer or NoTraining()
         self.media = media or MediaFetcher.from_settings(settings)
         self._pool = ThreadPoolExecutor(max_workers=settings.fetch_workers, thread_name_prefix="fetch")
-        self._controls: dict[str | None, list[tuple[str, str | None]]] = {}  # project -> its controls, last seen
+        self._controls: dict[str | None, tuple[label_config.ControlSpec, ...]] = {}  # project -> controls, last seen
         self._hinted: set[tuple] = set()
 
     # -- setup ----------------------------------------------------------------
@@ -118,19 +117,59 @@ class YOLOBackend:
             if reason:
                 raise LabelConfigError(reason)
         pid = project_id(project)
-        controls = self._remember(pid, specs)
-        version = self.store.version(pid, controls)
-        self.store.prefetch(pid, controls)
+        self._remember(pid, specs)
+        version = self._version(pid, specs)
+        self.store.prefetch(pid, [(spec.from_name, spec.model_path) for spec in specs])
+        for spec in specs:  # a prompted control: its checkpoint made (text embeddings) and loaded in the background
+            if self._prompted(pid, spec, loaded_only=True):
+                threading.Thread(target=self._prefetch_prompted, args=(pid, spec), daemon=True,
+                                 name=f"prompt-{spec.from_name}").start()
         self._check_loaded(pid, specs)
         return {"model_version": version}
 
-    def _remember(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> list[tuple[str, str | None]]:
+    def _remember(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
         """The project's controls, kept for /versions?project= (bounded, whatever ids requests carry)."""
-        controls = _controls(specs)
         if len(self._controls) > 10_000:
             self._controls.clear()
-        self._controls[pid] = controls
-        return controls
+        self._controls[pid] = specs
+
+    def _version(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> str:
+        """One version string for a project's controls: /setup, /predict and /versions say the same, so Label
+        Studio's comparison of stored predictions holds. Known from files: nothing is loaded or made."""
+        versions = set()
+        for spec in specs:
+            asked = self._prompted(pid, spec, loaded_only=True)
+            versions.add(self.prompts.version(spec.labels, asked) if asked
+                         else self.store.plan(pid, spec.from_name, spec.model_path).version)
+        return "+".join(sorted(versions))
+
+    # -- which checkpoint serves a control ------------------------------------------------------------
+    def serve_control(self, pid: str | None, spec: label_config.ControlSpec) -> ServedModel:
+        """The project's trained version for ``spec``; else, for labels no base class knows, the prompted
+        PROMPT_MODEL (``prompts``); else the base (the control's model_path, else MODEL_PATH)."""
+        asked = self._prompted(pid, spec)
+        if asked:
+            try:
+                path = self.prompts.make(spec.labels, asked)
+                return self.store.serve_made(pid, spec.from_name, path, self.prompts.version(spec.labels, asked))
+            except PromptUnavailable as exc:  # said on /health; the base serves what it knows meanwhile
+                log.warning("project %s, control %r: %s", pid, spec.from_name, exc)
+        return self.store.serve(pid, spec.from_name, spec.model_path)
+
+    def _prompted(self, pid: str | None, spec: label_config.ControlSpec, loaded_only: bool = False
+                  ) -> tuple[str, ...] | None:
+        """The prompts ``spec`` is served with by PROMPT_MODEL; None when a trained version, its own model_path
+        or the base's classes serve it. ``loaded_only``: judge by the base already loaded (/setup never loads)."""
+        if not self.prompts.enabled or spec.model_path or self.store.plan(pid, spec.from_name).trained:
+            return None
+        base = self.store.loaded(self.store.base_path) if loaded_only else self.store.base().detector
+        return prompts.prompts_for(spec, base.names if base is not None else {})
+
+    def _prefetch_prompted(self, pid: str | None, spec: label_config.ControlSpec) -> None:
+        try:
+            self.serve_control(pid, spec)
+        except Exception:  # a prefetch never raises; /predict says what is wrong
+            log.debug("prompted model for project %s failed", pid, exc_info=True)
 
     def _check_loaded(self, pid: str | None, specs: tuple[label_config.ControlSpec, ...]) -> None:
         """What /setup can tell from checkpoints already loaded (it never loads one; /predict checks the rest).
@@ -157,8 +196,8 @@ class YOLOBackend:
 
     def current_version(self, pid: str | None) -> str | None:
         """The version string /setup and /predict give this project now (None before its first /setup)."""
-        controls = self._controls.get(pid)
-        return self.store.version(pid, controls) if controls else None
+        specs = self._controls.get(pid)
+        return self._version(pid, specs) if specs else None
 
     # -- predict --------------------------------------------------------------
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
@@ -176,7 +215,7 @@ class YOLOBackend:
         specs = label_config.parse(label_config_xml)
         pid = project_id(project)
         self._remember(pid, specs)
-        models = {spec: self.store.serve(pid, spec.from_name, spec.model_path) for spec in specs}
+        models = {spec: self.serve_control(pid, spec) for spec in specs}
         targets = {spec: self._target(spec, served, _same_model_boxes(spec, models)) for spec, served in models.items()}
         regions: list[list[dict[str, Any]]] = [[] for _ in tasks]
         doubts = [0.0] * len(tasks)  # each task's borderline decisions, for its score (uncertainty.py)

@@ -223,11 +223,6 @@ class ModelStore:
             return Plan(None, UNTRAINED)
         return Plan(self.base_path, self.base_version)
 
-    def version(self, project: str | None, controls: list[tuple[str, str | None]]) -> str:
-        """One version string for a project and its controls ``(from_name, model_path)``: /setup, /predict
-        and /versions all use it, so Label Studio's comparison of stored predictions holds."""
-        return "+".join(sorted({self.plan(project, name, path).version for name, path in controls}))
-
     def serve(self, project: str | None, control: str | None = None, model_path: str | None = None) -> ServedModel:
         """The loaded model for ``control`` of ``project``; a trained version that fails to load is
         recorded (``problems``, shown by /health) and the next one down serves instead."""
@@ -242,6 +237,15 @@ class ModelStore:
                 continue
             self._retire(f"{project}/{control}", plan.path)  # type: ignore[arg-type]
             return ServedModel(served.detector, plan.version, plan.thresholds)
+
+    def serve_made(self, project: str | None, control: str, path: Path, version: str) -> ServedModel:
+        """A checkpoint this service made in MODEL_DIR (a prompted one: ``prompts``) serving ``control``, on torch.
+
+        Like a trained version it replaces the control's previous one in memory (``_retire``).
+        """
+        served = self._get(path, prepare=False)
+        self._retire(f"{project}/{control}", path)
+        return ServedModel(served.detector, version)
 
     def _mark_broken(self, project: str | None, control: str | None, plan: Plan, exc: Exception) -> None:
         path = plan.path.resolve()  # type: ignore[union-attr]

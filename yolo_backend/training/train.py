@@ -21,6 +21,7 @@ from ..core.registry import Registry, ServedChanged, project_dir
 from ..core.state import RunRecord
 from ..core.status import StatusBook
 from ..errors import LabelConfigError
+from ..formats.controls import ControlSpec
 from ..serving.model_store import UNTRAINED
 from . import quantize, scoring
 from .collect import LABEL_STUDIO, load_project
@@ -85,7 +86,7 @@ def _recipe(settings: Settings, project: str, run: RunRecord, source: str, work:
             raise
         state.not_started(run, str(exc))  # nothing else to train: said, not failed
         return
-    served = _served_now(settings, registry, spec.model_path)
+    served = _served_now(settings, registry, spec)
     kind = kinds.for_result(spec.kind, spec.task or served.task)  # served.task loads it: asked only where kinds share
 
     # write dataset: upright images, the kind's rows; a holdout Ultralytics never sees, a val split carved from train
@@ -202,6 +203,7 @@ class _Served:
     registered: str | None  # the registry's served name (None: the base serves)
     thresholds: dict[str, float]
     trained: bool
+    base: Path | None = None  # the control's base checkpoint, where a first run starts (a prompted model serves)
 
     def task(self) -> str | None:
         """Its Ultralytics task (None: no weights); loads the checkpoint, so asked only when it decides something."""
@@ -209,28 +211,60 @@ class _Served:
 
 
 @functools.lru_cache(maxsize=8)
-def _checkpoint_task(path: str) -> str | None:
+def _checkpoint_facts(path: str) -> tuple[str | None, dict[int, str]]:
+    """A checkpoint's Ultralytics task and class names; loads it once per run."""
     from ..serving.detector import load_ultralytics
 
-    return getattr(load_ultralytics(Path(path)), "task", None)
+    model = load_ultralytics(Path(path))
+    return getattr(model, "task", None), dict(getattr(model, "names", None) or {})
 
 
-def _served_now(settings: Settings, registry: Registry, model_path: str | None = None) -> _Served:
-    """The project's served version, else the control's base (its model_path, else MODEL_PATH), else nothing.
+def _checkpoint_task(path: str) -> str | None:
+    return _checkpoint_facts(path)[0]
+
+
+def _served_now(settings: Settings, registry: Registry, spec: ControlSpec) -> _Served:
+    """The project's served version, else the prompted PROMPT_MODEL for labels no base class knows (``prompts``),
+    else the control's base (its model_path, else MODEL_PATH), else nothing.
 
     The base is confined to MODEL_ROOT as serving confines it (``safe_model_path``), and checked
     even when a trained version serves: whoever edits a label config must never make this process
     unpickle a file elsewhere. A refused path raises ``ModelPathRefused``, which fails the run.
     """
-    base = safe_model_path(settings.model_root_path, model_path or settings.model_path)
+    base = safe_model_path(settings.model_root_path, spec.model_path or settings.model_path)
+    start = base if base.is_file() else None
     served_name = registry.load()["served"]
     entry = registry.served()
     if entry is not None and registry.checkpoint(entry).is_file():
         return _Served(registry.checkpoint(entry), entry["version"], served_name, dict(entry.get("thresholds") or {}),
-                       True)
-    if base.is_file():
-        return _Served(base, checkpoint_version(base), served_name, {}, False)
+                       True, start)
+    prompted = _prompted(settings, spec, start)
+    if prompted is not None:
+        return _Served(prompted[0], prompted[1], served_name, {}, False, start)
+    if start is not None:
+        return _Served(base, checkpoint_version(base), served_name, {}, False, start)
     return _Served(None, UNTRAINED, served_name, {}, False)
+
+
+def _prompted(settings: Settings, spec: ControlSpec, base: Path | None) -> tuple[Path, str] | None:
+    """(checkpoint, version) of the prompted model serving ``spec`` as /predict serves it; None when none does.
+
+    The gate judges it as it judges any served model: a candidate replaces it only when surely better.
+    """
+    if not settings.prompt_model or spec.model_path:
+        return None
+    from ..serving.prompts import PromptModels, PromptUnavailable, prompts_for
+
+    names = _checkpoint_facts(str(base))[1] if base is not None else {}
+    asked = prompts_for(spec, names)
+    if not asked:
+        return None
+    models = PromptModels(settings)
+    try:
+        return models.make(spec.labels, asked), models.version(spec.labels, asked)
+    except PromptUnavailable as exc:  # the base is the baseline, as it serves meanwhile
+        log.warning("control %r: %s", spec.from_name, exc)
+        return None
 
 
 def _prepare_runtime(candidate: Path, dataset: Dataset, settings: Settings) -> tuple[dict, int]:
@@ -256,12 +290,12 @@ def _base_start(settings: Settings, model_path: str | None, task: str, served: _
     The base checkpoint (the control's model_path, else MODEL_PATH) when it is a ``task``
     model; for another task, that task's architecture of the same family, starting from the
     base's matching weights (``yolo train model=yolo11n-seg.yaml pretrained=yolo11n.pt``);
-    without weights, the architecture alone.
+    without weights, the architecture alone. Never the prompted model a first run is judged against.
     """
     name = Path(model_path or settings.model_path).stem
-    if served.path is not None and served.task() == task:
-        return str(served.path), None
-    return architecture(name, task), (str(served.path) if served.path is not None else None)
+    if served.base is not None and _checkpoint_task(str(served.base)) == task:
+        return str(served.base), None
+    return architecture(name, task), (str(served.base) if served.base is not None else None)
 
 
 def architecture(name: str, task: str) -> str:

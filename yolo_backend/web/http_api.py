@@ -106,6 +106,9 @@ def create_app(backend: Any, bulk: BulkJobs | None = None, assistant: Assistant 
         store = backend.store
         metrics.model_ready.set(1 if store.state.value == "ready" else 0)
         problems = store.problems  # e.g. a promoted version that failed to load, and what serves instead
+        prompted = getattr(backend, "prompts", None)
+        if prompted is not None and prompted.problem:  # PROMPT_MODEL or its text encoder missing: what to fetch
+            problems = [*problems, prompted.problem]
         answer = jsonify(status="UP", model_class=type(backend).__name__, model_state=store.state.value,
                          model_version=store.base_version, message="; ".join(problems) or store.message,
                          problems=problems, assist=assistant.status())
