@@ -261,3 +261,29 @@ def test_pinned_names_are_published_and_weights_sha256_must_be_a_digest() -> Non
     assert all(published(name) and len(digest) == 64 for name, digest in PUBLISHED_SHA256.items())
     with pytest.raises(ValueError, match="WEIGHTS_SHA256='abc'"):
         Settings.from_env({"WEIGHTS_SHA256": "abc"})
+
+
+def test_the_assist_model_is_fetched_with_its_own_sha256_or_refused_saying_so(tmp_path: Path) -> None:
+    import torch
+    from ultralytics.models.sam.build import build_mobile_sam
+
+    from yolo_backend.assist import Assistant
+
+    build = tmp_path / "build"
+    build.mkdir()
+    torch.save(build_mobile_sam(None).state_dict(), build / "mobile_sam.pt")  # Ultralytics' network, random weights
+    sam = (build / "mobile_sam.pt").read_bytes()
+    host = ReleaseHost({"mobile_sam.pt": sam})
+    try:
+        backend, _ = service(tmp_path / "a", host, assist_model="mobile_sam.pt")  # no ASSIST_SHA256: not fetched
+        assistant = Assistant(backend)
+        assert assistant._load() is None and host.requests == []
+        assert assistant.status()["state"] == "error" and "set ASSIST_SHA256" in assistant.status()["message"]
+
+        backend, _ = service(tmp_path / "b", host, assist_model="mobile_sam.pt",
+                             assist_sha256=hashlib.sha256(sam).hexdigest())
+        assistant = Assistant(backend)
+        assert assistant._load() is not None and assistant.status()["state"] == "ready"
+        assert (tmp_path / "b" / "models" / "mobile_sam.pt").read_bytes() == sam and len(host.requests) == 1
+    finally:
+        host.close()

@@ -49,7 +49,9 @@ SCHEMAS: dict[str, Any] = {
         "status": {"type": "string", "enum": ["UP"]}, "model_class": {"type": "string"},
         "model_state": {"type": "string"}, "model_version": {"type": "string"}, "message": _NULLABLE_STR,
         "problems": {"type": "array", "items": {"type": "string"},
-                     "description": "What is wrong now, e.g. a promoted version that failed to load"}}},
+                     "description": "What is wrong now, e.g. a promoted version that failed to load"},
+        "assist": {"type": "object", "description": "What answers smart clicks and boxes: ASSIST_MODEL's state, "
+                                                    "or the served YOLO checkpoint"}}},
     "SetupRequest": {"type": "object", "required": ["schema"], "properties": {
         "project": _ANY_JSON, "schema": {"type": "string", "description": "The project's label config XML"},
         "hostname": {"type": "string"}, "access_token": {"type": "string"}, "extra_params": {}}},
@@ -59,7 +61,10 @@ SCHEMAS: dict[str, Any] = {
         "tasks": {"type": "array", "items": {"type": "object", "required": ["data"], "properties": {
             "id": {}, "data": {"type": "object", "description": "data[<Image value>] holds the image URL"}}}},
         "label_config": {"type": "string"}, "project": _ANY_JSON,
-        "params": {"type": ["object", "null"], "properties": {"context": {}}}}},
+        "params": {"type": ["object", "null"], "properties": {"context": {
+            "description": "A smart tool's regions (Label Studio's interactive pre-annotations): {\"result\": "
+                           "[keypointlabels or rectanglelabels regions]}; answered with the object they point at "
+                           "(docs/assist.md)"}}}}},
     "PredictResponse": {"type": "object", "required": ["results"], "properties": {
         "results": {"type": "array", "items": {"oneOf": [_PREDICTION, {
             "type": "array", "maxItems": 0, "description": "No prediction for this task: a bulk job stores it "
