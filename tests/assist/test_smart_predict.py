@@ -194,3 +194,14 @@ def test_a_missing_assist_model_is_said_on_health_and_yolo_answers(world) -> Non
     assert regions  # the served YOLO checkpoint answered
     health = client.get("/health").json["assist"]
     assert health["state"] == "error" and "sam2_t.pt" in health["message"] and "put" in health["message"]
+
+
+def test_a_task_without_its_image_is_a_clear_error_and_the_next_click_is_answered(world, yolo_client) -> None:
+    _, _, shapes, _ = world
+    sample = shapes[0]
+    x, y = centre(sample.objects[0][1])
+    answer = yolo_client.post("/predict", json={"tasks": [{"id": 3, "data": {"other": "x"}}],
+                                                "label_config": POINT_CONFIG,
+                                                "params": {"context": click(x, y, sample.width, sample.height)}})
+    assert 400 <= answer.status_code < 500 and "no image URL" in answer.json["message"], answer.json
+    assert ask(yolo_client, sample.path, click(x, y, sample.width, sample.height))
