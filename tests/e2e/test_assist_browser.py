@@ -112,7 +112,7 @@ def smart_request(page: Any, gesture: Callable[[], None]) -> tuple[dict, dict]:
     return json.loads(response.request.post_data or "{}"), response.json()
 
 
-def wait_for_result(page: Any, wanted: str, why: str) -> list[dict]:
+def wait_for_result(page: Any, wanted: str, why: str) -> None:
     """Poll the editor's annotation until its regions are one ``wanted`` region (the smart one accepted and gone)."""
     probe = "() => window.dataManager?.lsf?.currentAnnotation?.serializeAnnotation().map(r => r.type) ?? []"
     deadline = time.monotonic() + TIMEOUT_S
@@ -121,7 +121,6 @@ def wait_for_result(page: Any, wanted: str, why: str) -> list[dict]:
         page.wait_for_timeout(100)  # a poll of the editor's state, not a fixed wait
         types = page.evaluate(probe)
     assert types == [wanted], f"the annotation holds {types}, not one {wanted} region\n{why}"
-    return types
 
 
 def submit(page: Any, ls: LabelStudioServer, task_id: int, screenshot: str) -> list[dict]:
