@@ -66,10 +66,13 @@ class Assistant:
         if self.path is not None:
             threading.Thread(target=self._load, name="load-assist-model", daemon=True).start()
 
-    def _load(self) -> Segmenter | None:
-        if self.path is None:
-            return None
-        with self._load_lock:
+    def _load(self, wait: bool = True) -> Segmenter | None:
+        """The assist model, loaded (fetched first) once; ``wait=False``: None while another thread loads it."""
+        if self.path is None or self._segmenter is not None:
+            return self._segmenter
+        if not self._load_lock.acquire(blocking=wait):
+            return None  # downloading or loading: the YOLO fallback answers meanwhile
+        try:
             if self._segmenter is not None or self.state == "error":
                 return self._segmenter
             try:
@@ -87,6 +90,8 @@ class Assistant:
                 self.state, self.message = "error", f"{exc}; the served YOLO checkpoint answers smart requests"
                 log.error("assist model: %s", self.message)
             return self._segmenter
+        finally:
+            self._load_lock.release()
 
     def status(self) -> dict[str, Any]:
         """For /health: which model answers smart requests, or why the assist model does not."""
@@ -129,7 +134,7 @@ class Assistant:
         """The object and the version string of what found it: the assist model, else the control's served YOLO."""
         height, width = pixels.shape[:2]
         points, box = prompt.pixel_points(width, height), prompt.pixel_box(width, height)
-        segmenter = self._load()
+        segmenter = self._load(wait=False)
         if segmenter is not None:
             return segmenter.segment(key, pixels, points, box), self.version
         served = self.backend.serve_control(project_id(project), spec)  # trained, prompted or base, as /predict
