@@ -249,8 +249,10 @@ class Settings:
         if self.iou != "auto" and not _unit_number(self.iou):
             raise ValueError(f"IOU={self.iou!r}: use auto (the checkpoint's own, as Ultralytics predicts) or a "
                              "number from 0 to 1")
-        if self.weights_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.weights_sha256):
-            raise ValueError(f"WEIGHTS_SHA256={self.weights_sha256!r}: use the 64 hex digits `sha256sum FILE` prints")
+        for var in SETTINGS:  # WEIGHTS_SHA256, ASSIST_SHA256: digests or empty
+            digest = getattr(self, _field_name(var))
+            if var.env.endswith("_SHA256") and digest and not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+                raise ValueError(f"{var.env}={digest!r}: use the 64 hex digits `sha256sum FILE` prints")
         if self.decode_budget_mb < 16:
             raise ValueError("DECODE_BUDGET_MB must be at least 16 (a 2 Mpx photo takes about 16 MB to decode)")
         if self.runtime not in ("auto", "torch", "onnx", "openvino"):
@@ -259,8 +261,6 @@ class Settings:
             raise ValueError("INT8_MAX_DROP must be between 0 and 1 (0.01 is one point of mAP50-95 and of F1)")
         if not 0.0 <= self.assist_score_threshold <= 1.0:
             raise ValueError("ASSIST_SCORE_THRESHOLD must be between 0 and 1")
-        if self.assist_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.assist_sha256):
-            raise ValueError(f"ASSIST_SHA256={self.assist_sha256!r}: use the 64 hex digits `sha256sum FILE` prints")
         if self.tile and self.tile < 32:
             raise ValueError("TILE must be 0 (off) or a tile side of at least 32 px, e.g. 640")
         if self.predict_budget_seconds < 0 or self.bulk_chunk < 1 or self.bulk_lease_seconds <= 0:

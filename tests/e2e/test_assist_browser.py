@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from tests.e2e import projects
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser
+from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser, log_in
 from tests.e2e.test_kind_masks import seg_backend  # noqa: F401  (the module's tiny segment backend)
 from tests.support import tiny_segment
 from tests.support.backend_server import BackendServer
@@ -55,12 +55,7 @@ def annotator(label_studio: LabelStudioServer) -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{label_studio.base_url}/user/login/")
-            page.fill("input[name=email]", label_studio.email)
-            page.fill("input[name=password]", label_studio.password)
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            assert "/user/login" not in page.url, "login failed"
+            log_in(page, label_studio)
             yield page
         finally:
             browser.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,16 @@ def test_7_labeling_page_shows_the_predicted_regions(label_studio: LabelStudioSe
     assert shown == len(predicted)
 
 
+def log_in(page: Any, ls: LabelStudioServer) -> None:
+    """Log in through Label Studio's form, as a user would."""
+    page.goto(f"{ls.base_url}/user/login/")
+    page.fill("input[name=email]", ls.email)
+    page.fill("input[name=password]", ls.password)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert "/user/login" not in page.url, "login failed"
+
+
 def labeling_page_regions(ls: LabelStudioServer, project: int, task_id: int, screenshot: str, expected: int,
                           timeout: float = 60.0) -> int:
     """Log in as a user would, open the task's labeling page, and count its regions once ``expected`` show.
@@ -57,12 +68,7 @@ def labeling_page_regions(ls: LabelStudioServer, project: int, task_id: int, scr
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{ls.base_url}/user/login/")
-            page.fill("input[name=email]", ls.email)
-            page.fill("input[name=password]", ls.password)
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            assert "/user/login" not in page.url, "login failed"
+            log_in(page, ls)
 
             page.goto(f"{ls.base_url}/projects/{project}/data?task={task_id}")
             regions = page.locator("[role=treeitem]")

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.e2e import projects
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser
+from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _browser, log_in
 from tests.support import moving_shapes, video_page
 from tests.support.backend_server import BackendServer
 from tests.support.label_studio import LabelStudioServer
@@ -99,7 +99,7 @@ def test_the_labeling_page_draws_the_tracks_on_their_frames(label_studio: LabelS
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            _log_in(page, label_studio)
+            log_in(page, label_studio)
             page.goto(f"{label_studio.base_url}/projects/{video_task.project}/data?task={video_task.task_id}")
             video_page.wait_for_length(page, FRAMES, TIMEOUT_MS)
             page.locator("[role=treeitem]").nth(len(regions) - 1).wait_for(timeout=TIMEOUT_MS)
@@ -175,12 +175,3 @@ def _covered(thing: moving_shapes.MovingObject, regions: list[dict[str, Any]]) -
 def _by_start(sequences: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
     """Sequences in a fixed order (by their first keyframe), to compare sets of them."""
     return sorted(sequences, key=lambda keys: (keys[0]["frame"], keys[0]["x"], keys[0]["y"]))
-
-
-def _log_in(page: Any, ls: LabelStudioServer) -> None:
-    page.goto(f"{ls.base_url}/user/login/")
-    page.fill("input[name=email]", ls.email)
-    page.fill("input[name=password]", ls.password)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-    assert "/user/login" not in page.url, "login failed"

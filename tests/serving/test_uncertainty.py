@@ -7,6 +7,7 @@ model is least sure of first (docs/uncertainty.md).
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,11 +174,12 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
         _draw(kind).save(root / "docs" / f"{kind}.png")
     tasks = [{"id": i, "data": {"image": f"/data/local-files/?d={kind}.png"}}
              for i, kind in enumerate(NAMES)]  # missing.png: not there, so that task fails
+    threshold = _above_the_borderline(root / "models" / "shapes.pt", root / "docs" / "mixed.png")
     out = {}
     for measure in ("uncertainty", "mean"):
         settings = Settings.from_env({}, model_root=str(root / "models"), model_path="shapes.pt",
                                      model_dir=str(root / f"state-{measure}"), task_score=measure, device="cpu",
-                                     local_files_document_root=str(root / "docs"))
+                                     local_files_document_root=str(root / "docs"), model_score_threshold=threshold)
         backend = YOLOBackend(settings)
         backend.store.start(background=False)
         try:
@@ -188,6 +190,17 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str
         finally:
             backend.close()
     return out
+
+
+def _above_the_borderline(model: Path, mixed: Path) -> float:
+    """MODEL_SCORE_THRESHOLD for these images: 0.5, or just above the best rounded square where this machine's
+    trained model scores one over 0.5 (training differs a little between machines: seen 0.53), so the rounded
+    squares stay borderline candidates under the threshold and the clear square (about 0.9) is shown."""
+    from ultralytics import YOLO
+
+    scores = sorted(YOLO(str(model)).predict(str(mixed), conf=0.05, verbose=False)[0].boxes.conf.tolist())
+    assert len(scores) >= 2 and scores[-1] > 0.75, f"the trained model does not see the clear square: {scores}"
+    return max(0.5, round(scores[-2] + 0.02, 2))
 
 
 def _by_score(results: list[dict[str, Any]]) -> list[str]:
