@@ -91,3 +91,28 @@ def test_a_malformed_region_is_a_bad_request_naming_it(region: dict) -> None:
     assert is_smart({"result": [region]})
     with pytest.raises(BadRequest):
         parse({"result": [region]})
+
+
+# What Label Studio 1.23.2 sent from the editor, captured in a real browser session (docs/assist.md)
+SEEN_POINT = {"original_width": 160, "original_height": 128, "image_rotation": 0,
+              "value": {"x": 59.31, "y": 50.69, "width": 0.26, "labels": ["red"], "keypointlabels": ["red"]},
+              "is_positive": True, "id": "7--Clbjw0p", "from_name": "click", "to_name": "image",
+              "type": "keypointlabels", "origin": "manual"}
+SEEN_BOX = {"original_width": 384, "original_height": 288, "image_rotation": 0,
+            "value": {"x": 37.11, "y": 27.23, "width": 35.88, "height": 47.84, "rotation": 0,
+                      "rectanglelabels": ["circle"]},
+            "id": "wK8oLScyQX", "from_name": "box", "to_name": "image", "type": "rectanglelabels", "origin": "manual"}
+
+
+def test_the_regions_label_studio_sends_as_seen_in_a_browser() -> None:
+    point = parse({"result": [SEEN_POINT]})
+    assert (point.kind, point.label, point.points) == ("point", "red", ((59.31, 50.69, True),))
+    assert point.pixel_points(160, 128)[0][:2] == pytest.approx((94.9, 64.9), abs=0.05)
+    box = parse({"result": [SEEN_BOX]})
+    assert (box.kind, box.label, box.from_name) == ("box", "circle", "box")
+    assert box.pixel_box(384, 288) == pytest.approx((142.5, 78.4, 280.3, 216.2), abs=0.1)
+    # auto-accept off: every new point re-sends the earlier ones, negative (Alt+click) ones included
+    piled = parse({"result": [SEEN_POINT, {**SEEN_POINT, "id": "n", "is_positive": False,
+                                            "value": {**SEEN_POINT["value"], "x": 21.6, "y": 21.6}},
+                              {**SEEN_POINT, "id": "p2", "value": {**SEEN_POINT["value"], "x": 61.4, "y": 54.7}}]})
+    assert piled.points == ((59.31, 50.69, True), (21.6, 21.6, False), (61.4, 54.7, True))
