@@ -106,3 +106,13 @@ def test_a_job_whose_chunks_cannot_be_queued_yet_still_answers_label_studio(tmp_
         for job in bulk.ledger.jobs("5"):
             bulk.ledger.cancel(job.id)  # the watcher ends with the job
         backend.close()
+
+
+def test_a_task_whose_image_fails_among_many_gets_no_prediction_so_opening_it_tries_again(app) -> None:
+    client, _ = app
+    broken = {"id": 8, "data": {"image": "/data/local-files/?d=gone.png"}}
+    results = predict(client, [task(7), broken, task(9)])
+    assert results[1] == []  # Label Studio stores nothing: no empty prediction hides the task from the next try
+    assert results[0]["result"] and results[2]["result"]
+    answer = client.post("/predict", json={"tasks": [broken], "label_config": CAR_CONFIG, "project": "5.1700000000"})
+    assert answer.status_code >= 400 and "gone.png" in answer.get_json()["message"]  # opened: the reason, shown

@@ -127,7 +127,7 @@ def test_predict_answers_the_login_page_reason_not_500(tmp_path: Path, login_pag
         assert "a proxy or login page?" in answer.json()["message"]
         two = requests.post(f"{live.url}/predict", timeout=20,
                             json={"tasks": [task, {**task, "id": 2}], "label_config": CAR_CONFIG})
-        assert two.status_code == 200 and [r["result"] for r in two.json()["results"]] == [[], []]
+        assert two.status_code == 200 and two.json()["results"] == [[], []]  # no prediction stored: tried again
     finally:
         live.close()
 

@@ -5,7 +5,8 @@ current version in ONE ``/predict`` and waits 100 s; a late or failed answer sav
 (docs/bulk.md). So tasks are predicted in growing slices while the next slice is
 expected to fit the budget; the rest go to a bulk job and are answered ``[]``: an empty list of
 predictions for that task, which Label Studio stores nothing for (no empty prediction that would
-stop the task from being predicted when it is opened). A task a running job holds is answered
+stop the task from being predicted when it is opened). A task whose image fails is answered ``[]``
+too, for the same reason. A task a running job holds is answered
 ``[]`` too, and not queued again; one opened in Label Studio is taken from its job and answered here.
 """
 
@@ -32,7 +33,9 @@ def predict(backend: Any, jobs: BulkJobs | None, tasks: list[dict[str, Any]], pr
     """One answer per task, in order: a prediction, or ``[]`` for a task a bulk job stores."""
     pid = _project(project)
     ids = [_task_id(task) for task in tasks]
-    if jobs is None or pid is None or None in ids or context:  # interactive and id-less tasks: as before
+    if len(tasks) > 1 and (jobs is None or pid is None or None in ids):  # no bulk jobs: every task here
+        return _each(backend, tasks, project, label_config)
+    if jobs is None or pid is None or None in ids or context:  # an opened task without a job: as before
         return backend.predict(tasks, context=context, project=project, label_config_xml=label_config)
     if len(tasks) == 1:
         return _opened(backend, jobs, tasks[0], pid, project, label_config)
@@ -46,8 +49,7 @@ def predict(backend: Any, jobs: BulkJobs | None, tasks: list[dict[str, Any]], pr
         if budget and done and elapsed + elapsed / done * size * MARGIN > budget:
             break
         part = todo[done:done + size] if budget else todo
-        for i, answer in zip(part, backend.predict([tasks[i] for i in part], project=project,
-                                                   label_config_xml=label_config)):
+        for i, answer in zip(part, _each(backend, [tasks[i] for i in part], project, label_config)):
             answers[i] = answer
         done += len(part)
         size = min(size * 2, LARGEST_SLICE)
@@ -65,6 +67,15 @@ def predict(backend: Any, jobs: BulkJobs | None, tasks: list[dict[str, Any]], pr
         for i in todo[done:]:
             answers[i] = NOTHING
     return answers
+
+
+def _each(backend: Any, tasks: list[dict[str, Any]], project: Any, label_config: str) -> list[Any]:
+    """Predictions of many tasks; ``[]`` for one whose media failed and left it no region (logged with the reason),
+    so Label Studio stores nothing for it and opening it tries again (and shows why), rather than an empty
+    prediction that would hide it. A task with another image read keeps that image's regions."""
+    failed: dict[int, str] = {}
+    answers = backend.predict(tasks, project=project, label_config_xml=label_config, failed=failed)
+    return [NOTHING if i in failed and not answer["result"] else answer for i, answer in enumerate(answers)]
 
 
 def _opened(backend: Any, jobs: BulkJobs, task: dict[str, Any], pid: str, project: Any,
