@@ -67,8 +67,9 @@ SCHEMAS: dict[str, Any] = {
                            "(docs/assist.md)"}}}}},
     "PredictResponse": {"type": "object", "required": ["results"], "properties": {
         "results": {"type": "array", "items": {"oneOf": [_PREDICTION, {
-            "type": "array", "maxItems": 0, "description": "No prediction for this task: a bulk job stores it "
-                                                          "through Label Studio's API (Label Studio stores nothing)"}]},
+            "type": "array", "maxItems": 0, "description": "No prediction for this task (Label Studio stores "
+                                                          "nothing): a bulk job stores it through Label Studio's "
+                                                          "API, or its image could not be read"}]},
                     "description": "One entry per task, in the order of the request"}}},
     "BulkStatus": {"type": "object", "required": ["runner", "jobs"], "properties": {
         "runner": {"type": "string", "enum": ["local", "rq"]}, "jobs": {"type": "array", "items": _BULK_JOB}}},
