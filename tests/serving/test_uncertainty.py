@@ -203,16 +203,18 @@ def _above_the_borderline(model: Path, mixed: Path) -> float:
     return max(0.5, round(scores[-2] + 0.02, 2))
 
 
-def _by_score(results: list[dict[str, Any]]) -> list[str]:
-    """Image names in the Data Manager's order by Prediction score, ascending."""
-    return [NAMES[i] for i in sorted(range(len(results)), key=lambda i: results[i]["score"])]
+def _by_score(results: list[Any]) -> list[str]:
+    """Image names in the Data Manager's order by Prediction score, ascending (of the tasks given a prediction)."""
+    stored = [i for i, r in enumerate(results) if r != []]
+    return [NAMES[i] for i in sorted(stored, key=lambda i: results[i]["score"])]
 
 
 def test_uncertainty_puts_the_image_with_borderline_objects_first(answers: dict[str, list[dict[str, Any]]]) -> None:
     one, mixed, empty, missing = answers["uncertainty"]
     assert len(one["result"]) == len(mixed["result"]) == 1  # the borderline shapes are under the threshold
-    assert _by_score(answers["uncertainty"]) == ["missing", "mixed", "one", "empty"]
-    assert missing["score"] == 0.0 and mixed["score"] < 0.2 < 0.5 < one["score"] < empty["score"] == 1.0
+    assert _by_score(answers["uncertainty"]) == ["mixed", "one", "empty"]
+    assert missing == []  # its image failed: no prediction, so Label Studio tries it again
+    assert mixed["score"] < 0.2 < 0.5 < one["score"] < empty["score"] == 1.0
 
 
 def test_mean_could_not_tell_them_apart(answers: dict[str, list[dict[str, Any]]]) -> None:
@@ -223,6 +225,6 @@ def test_mean_could_not_tell_them_apart(answers: dict[str, list[dict[str, Any]]]
 
 def test_the_shown_regions_and_their_scores_do_not_depend_on_the_task_score(
         answers: dict[str, list[dict[str, Any]]]) -> None:
-    for ours, former in zip(answers["uncertainty"], answers["mean"], strict=True):
+    for ours, former in zip(answers["uncertainty"][:3], answers["mean"][:3], strict=True):
         assert ours["result"] == former["result"]
         assert ours["model_version"] == former["model_version"]
