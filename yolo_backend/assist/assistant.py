@@ -26,9 +26,10 @@ from typing import Any
 from ..config import Settings
 from ..errors import BackendError, BadRequest
 from ..formats import convert, label_config
-from ..formats.controls import ControlSpec
+from ..formats.controls import ControlSpec, map_classes
 from ..formats.convert import Detection, Target
 from ..kinds import detection_to_region
+from ..logs import bounded_put
 from ..serving import tiles, weights
 from ..serving.backend import project_id
 from ..serving.detector import pick_device
@@ -78,7 +79,7 @@ class Assistant:
             try:
                 if not self.path.is_file() and weights.can_fetch(self.settings, self.path):
                     self.state, self.message = "downloading", f"downloading {self.path.name}"
-                    weights.fetch(self.settings, self.path, self.settings.assist_sha256)
+                    weights.fetch(self.settings, self.path, "ASSIST_SHA256")
                 if not self.path.is_file():
                     raise BackendError(f"no ASSIST_MODEL at {self.path}: put {self.path.name} there (from "
                                        f"{self.settings.weights_url.rstrip('/')}/{self.path.name}), or unset "
@@ -158,9 +159,7 @@ class Assistant:
                 return self._detections[key]
         found = tiles.detect(detector, [pixels], tiles.tile_size([spec], self.settings.tile), conf=conf)[0]
         with self._cache_lock:
-            self._detections[key] = found
-            while len(self._detections) > CACHED_DETECTIONS:
-                self._detections.popitem(last=False)
+            bounded_put(self._detections, key, found, CACHED_DETECTIONS)
         return found
 
 
@@ -175,8 +174,8 @@ def answering(specs: tuple[ControlSpec, ...], prompt: Prompt) -> list[ControlSpe
 
 
 def label_for(spec: ControlSpec, label: str | None) -> str | None:
-    """The label a control gives the object: the annotator's (matched as Label Studio matches, case aside)."""
+    """The label a control gives the object: the annotator's, matched to the control's labels as a model's class
+    name is (``controls.map_classes``: predicted_values, exact, then ignoring case); a bare tool's: the first."""
     if label is None:
         return spec.labels[0] if spec.labels else None
-    return next((own for own in spec.labels if own == label), None) or \
-        next((own for own in spec.labels if own.casefold() == label.casefold()), None)
+    return map_classes(spec, {0: label}).get(0)

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import ModelLoadError
 from ..formats.convert import Detection
 from ..kinds import masks
+from ..logs import bounded_put
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,5 @@ class Segmenter:
         features = self.predictor.features
         self.predictor.reset_image()  # the cache holds it; the predictor keeps no second reference
         self.embedded += 1
-        self._features[key] = features
-        while len(self._features) > self.cached_images:
-            self._features.popitem(last=False)
+        bounded_put(self._features, key, features, self.cached_images)
         return features

@@ -33,9 +33,10 @@ def predict(backend: Any, jobs: BulkJobs | None, tasks: list[dict[str, Any]], pr
     """One answer per task, in order: a prediction, or ``[]`` for a task a bulk job stores."""
     pid = _project(project)
     ids = [_task_id(task) for task in tasks]
-    if len(tasks) > 1 and (jobs is None or pid is None or None in ids):  # no bulk jobs: every task here
+    no_jobs = jobs is None or pid is None or None in ids
+    if no_jobs and len(tasks) > 1:  # every task in this request
         return _each(backend, tasks, project, label_config)
-    if jobs is None or pid is None or None in ids or context:  # an opened task without a job: as before
+    if no_jobs or context:  # one task, no job can hold it: as before
         return backend.predict(tasks, context=context, project=project, label_config_xml=label_config)
     if len(tasks) == 1:
         return _opened(backend, jobs, tasks[0], pid, project, label_config)

@@ -160,7 +160,7 @@ class YOLOBackend:
                   ) -> tuple[str, ...] | None:
         """The prompts ``spec`` is served with by PROMPT_MODEL; None when a trained version, its own model_path
         or the base's classes serve it. ``loaded_only``: judge by the base already loaded (/setup never loads)."""
-        if not self.prompts.enabled or spec.model_path or self.store.plan(pid, spec.from_name).trained:
+        if not self.prompts.enabled or self.store.plan(pid, spec.from_name, spec.model_path).trained:
             return None
         base = self.store.loaded(self.store.base_path) if loaded_only else self.store.base().detector
         return prompts.prompts_for(spec, base.names if base is not None else {})

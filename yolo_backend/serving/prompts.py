@@ -61,8 +61,10 @@ def ultralytics_text(model: Any, prompts: Sequence[str]) -> Any:
 
 
 def prompts_for(spec: ControlSpec, class_names: Mapping[int, str]) -> tuple[str, ...] | None:
-    """The text each label of ``spec`` is detected by, when the prompt model serves it; None: the base serves it."""
-    if not spec.labels or spec.click_tool or spec.kind not in ("rectanglelabels", "polygonlabels", "brushlabels"):
+    """The text each label of ``spec`` is detected by, when the prompt model serves it; None: the base serves it
+    (or the control's own model_path: whoever named a checkpoint for it chose what serves it)."""
+    if not spec.labels or spec.click_tool or spec.model_path or \
+            spec.kind not in ("rectanglelabels", "polygonlabels", "brushlabels"):
         return None
     own = {label: dict(options).get(OPTION) for label, options in spec.label_options}
     known = set(map_classes(spec, class_names).values())

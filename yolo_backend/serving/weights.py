@@ -64,17 +64,16 @@ def can_fetch(settings: Settings, path: Path) -> bool:
     return settings.weights_download and published(path.name)
 
 
-def expected_sha256(settings: Settings, name: str, sha256: str | None = None) -> str | None:
-    """The digest the fetched file must have: ``sha256`` (ASSIST_SHA256 for the assist model), else WEIGHTS_SHA256
-    (a site's own mirror of MODEL_PATH), else the pinned one."""
-    chosen = settings.weights_sha256 if sha256 is None else sha256
-    return chosen.lower() or PUBLISHED_SHA256.get(name)
+def expected_sha256(settings: Settings, name: str, setting: str = "WEIGHTS_SHA256") -> str | None:
+    """The digest the fetched file must have: its ``setting``'s (WEIGHTS_SHA256, a site's own mirror of MODEL_PATH;
+    ASSIST_SHA256 for the assist model), else the pinned one."""
+    return getattr(settings, setting.lower()).lower() or PUBLISHED_SHA256.get(name)
 
 
-def fetch(settings: Settings, path: Path, sha256: str | None = None) -> Path:
+def fetch(settings: Settings, path: Path, setting: str = "WEIGHTS_SHA256") -> Path:
     """Download ``path.name`` from WEIGHTS_URL to ``path``; DownloadFailed with the way out otherwise.
 
-    ``sha256``: the digest setting of this file when it is not MODEL_PATH (ASSIST_SHA256).
+    ``setting``: the one giving this file's sha256 (ASSIST_SHA256 for the assist model).
     """
     from ultralytics.utils.downloads import safe_download
 
@@ -82,7 +81,7 @@ def fetch(settings: Settings, path: Path, sha256: str | None = None) -> Path:
     host = urlsplit(url).netloc or url
     part = path.with_name(f".{path.name}.part")
     manual = f"put {path.name} at {path} yourself (from {url}), or set MODEL_PATH to a checkpoint under MODEL_ROOT"
-    digest = _refuse_before_download(settings, url, path, manual, sha256)
+    expected = _refuse_before_download(settings, url, path, manual, setting)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         safe_download(url=url, file=part, unzip=False, retry=1, min_bytes=MIN_BYTES, progress=False)
@@ -95,26 +94,25 @@ def fetch(settings: Settings, path: Path, sha256: str | None = None) -> Path:
         part.unlink(missing_ok=True)
         raise DownloadFailed(f"{path.name} from {host} is not a usable checkpoint ({problem}), removed: {manual}")
     actual = sha256_of(part)
-    if actual != digest:
+    if actual != expected:
         part.unlink(missing_ok=True)
-        raise DownloadFailed(f"{path.name} from {host} has sha256 {actual}, not the expected {digest} "
+        raise DownloadFailed(f"{path.name} from {host} has sha256 {actual}, not the expected {expected} "
                              f"(a changed or substituted file), removed: {manual}")
     os.replace(part, path)
-    log.info("downloaded %s from %s (%.1f MB, sha256 %s)", path.name, host, path.stat().st_size / 2**20, digest)
+    log.info("downloaded %s from %s (%.1f MB, sha256 %s)", path.name, host, path.stat().st_size / 2**20, expected)
     return path
 
 
-def _refuse_before_download(settings: Settings, url: str, path: Path, manual: str, sha256: str | None) -> str:
+def _refuse_before_download(settings: Settings, url: str, path: Path, manual: str, setting: str) -> str:
     """The expected digest; DownloadFailed when the URL is plain http or no digest is known."""
     if urlsplit(url).scheme != "https" and not settings.weights_url_insecure:
         raise DownloadFailed(f"WEIGHTS_URL {settings.weights_url} is not https, so {path.name} was not fetched "
                              f"(set WEIGHTS_URL_INSECURE=true for a mirror on a trusted network): {manual}")
-    digest = expected_sha256(settings, path.name, sha256)
-    if digest is None:
-        setting = "WEIGHTS_SHA256" if sha256 is None else "ASSIST_SHA256"
+    expected = expected_sha256(settings, path.name, setting)
+    if expected is None:
         raise DownloadFailed(f"{path.name} has no known sha256, so it was not fetched: set {setting} to the "
                              f"sha256 of the file you trust, or put {path.name} in MODEL_ROOT ({path}) yourself")
-    return digest
+    return expected
 
 
 def _not_a_checkpoint(path: Path) -> str | None:

@@ -251,7 +251,7 @@ def _prompted(settings: Settings, spec: ControlSpec, base: Path | None) -> tuple
 
     The gate judges it as it judges any served model: a candidate replaces it only when surely better.
     """
-    if not settings.prompt_model or spec.model_path:
+    if not settings.prompt_model:
         return None
     from ..serving.prompts import PromptModels, PromptUnavailable, prompts_for
 
